@@ -1,0 +1,130 @@
+/* kprod.c - librdkafka producer with its own delivery-report thread; see kprod.h. */
+#include "kprod.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kprod {
+    rd_kafka_t *rk;
+    kprod_delivery_fn on_delivery;
+    void *ctx;
+    pthread_t poller;
+    atomic_bool stop;
+};
+
+static atomic_long live_producers;
+
+long kprod_live_count(void) { return atomic_load(&live_producers); }
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    kprod *p = opaque;
+    if (!p->on_delivery) return;
+    if (m->err) {
+        ec_error e;
+        ec_fail(&e, EC_EKAFKA, "%s", rd_kafka_err2str(m->err));
+        p->on_delivery(p->ctx, m->_private, &e, m->partition, -1);
+    } else {
+        p->on_delivery(p->ctx, m->_private, NULL, m->partition, m->offset);
+    }
+}
+
+static void *poll_main(void *arg) {
+    kprod *p = arg;
+    while (!atomic_load(&p->stop)) rd_kafka_poll(p->rk, 100);
+    return NULL;
+}
+
+ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delivery, void *ctx,
+                    kprod **out, ec_error *err) {
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf) return ec_fail(err, EC_ENOMEM, "out of memory creating Kafka configuration");
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_conf_set(conf, kv[2 * i], kv[2 * i + 1], errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(conf);
+            return ec_fail(err, EC_EINVAL, "Kafka property %s: %s", kv[2 * i], errstr);
+        }
+    }
+    kprod *p = calloc(1, sizeof *p);
+    if (!p) {
+        rd_kafka_conf_destroy(conf);
+        return ec_fail(err, EC_ENOMEM, "out of memory creating producer");
+    }
+    p->on_delivery = on_delivery;
+    p->ctx = ctx;
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!p->rk) { /* conf is still ours on failure */
+        rd_kafka_conf_destroy(conf);
+        free(p);
+        return ec_fail(err, EC_EINVAL, "cannot create Kafka producer: %s", errstr);
+    }
+    atomic_init(&p->stop, false);
+    if (pthread_create(&p->poller, NULL, poll_main, p) != 0) {
+        rd_kafka_destroy(p->rk);
+        free(p);
+        return ec_fail(err, EC_ENOMEM, "cannot start the producer poll thread");
+    }
+    atomic_fetch_add(&live_producers, 1);
+    *out = p;
+    return EC_OK;
+}
+
+ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rec->n_headers) {
+        hdrs = rd_kafka_headers_new(rec->n_headers);
+        for (size_t i = 0; i < rec->n_headers; i++) {
+            const kprod_header *h = &rec->headers[i];
+            rd_kafka_header_add(hdrs, h->key, (ssize_t)h->key_len, h->val, (ssize_t)h->val_len);
+        }
+    }
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(rec->topic), RD_KAFKA_V_PARTITION(rec->partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
+        RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
+        RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END);
+    if (e) {
+        if (hdrs) rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+        return ec_fail(err, EC_EKAFKA, "cannot enqueue record for %s: %s", rec->topic,
+                       rd_kafka_err2str(e));
+    }
+    return EC_OK;
+}
+
+int kprod_flush(kprod *p, int timeout_ms) {
+    rd_kafka_flush(p->rk, timeout_ms);
+    return rd_kafka_outq_len(p->rk);
+}
+
+ec_status kprod_ping(kprod *p, int timeout_ms, ec_error *err) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+    if (e) return ec_fail(err, EC_EKAFKA, "metadata request failed: %s", rd_kafka_err2str(e));
+    int brokers = md->broker_cnt;
+    rd_kafka_metadata_destroy(md);
+    if (brokers <= 0) return ec_fail(err, EC_EKAFKA, "metadata lists no broker");
+    return EC_OK;
+}
+
+void kprod_destroy(kprod *p, int flush_timeout_ms) {
+    if (!p) return;
+    if (flush_timeout_ms > 0) rd_kafka_flush(p->rk, flush_timeout_ms);
+    atomic_store(&p->stop, true);
+    pthread_join(p->poller, NULL);
+    /* fail whatever is still queued so every opaque gets its callback */
+    rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    for (int i = 0; i < 200 && rd_kafka_outq_len(p->rk) > 0; i++) rd_kafka_poll(p->rk, 10);
+    rd_kafka_destroy(p->rk);
+    free(p);
+    atomic_fetch_sub(&live_producers, 1);
+}

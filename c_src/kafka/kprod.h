@@ -1,0 +1,75 @@
+/* kprod.h - a Kafka producer: one librdkafka handle plus the thread that
+ * serves its delivery reports.
+ *
+ * The producer is configured with librdkafka properties (key/value strings);
+ * mapping EMQX connector/action fields onto them is a separate concern.
+ * kprod_send never blocks: it enqueues into librdkafka and returns; the
+ * outcome arrives later through the delivery callback, called on the
+ * producer's own poll thread.
+ *
+ * @locality kprod_new, kprod_flush and kprod_destroy may block (network,
+ * flush): call them from a dirty I/O scheduler or a C thread, never from a
+ * normal scheduler or from the delivery callback. kprod_send is safe from any
+ * thread. */
+#ifndef EC_KPROD_H
+#define EC_KPROD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+typedef struct kprod kprod;
+
+/* Outcome of one message; called once per successfully sent message on the
+ * poll thread. err is NULL on success. */
+typedef void (*kprod_delivery_fn)(void *ctx, void *msg_opaque, const ec_error *err,
+                                  int32_t partition, int64_t offset);
+
+typedef struct kprod_header {
+    const char *key;
+    size_t key_len;
+    const void *val;
+    size_t val_len;
+} kprod_header;
+
+typedef struct kprod_record {
+    const char *topic;
+    int32_t partition; /* -1 = librdkafka's partitioner */
+    const void *key;   /* NULL = Kafka NULL key */
+    size_t key_len;
+    const void *value; /* NULL = Kafka NULL value (tombstone) */
+    size_t value_len;
+    const kprod_header *headers;
+    size_t n_headers;
+    int64_t timestamp_ms; /* 0 = now */
+    void *opaque;         /* handed back to the delivery callback */
+} kprod_record;
+
+/* Creates a producer from n librdkafka properties kv[2i] = kv[2i+1].
+ * Validates the properties (an unknown key or bad value is EC_EINVAL naming
+ * it). Does not wait for the cluster. */
+ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delivery, void *ctx,
+                    kprod **out, ec_error *err);
+
+/* Enqueues one record (payloads are copied by librdkafka). On error the
+ * delivery callback will not be called for this record. */
+ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err);
+
+/* Waits up to timeout_ms for every enqueued record to be delivered or fail.
+ * Returns the number still outstanding (0 = all done). */
+int kprod_flush(kprod *p, int timeout_ms);
+
+/* Asks the cluster for metadata (blocks up to timeout_ms): EC_OK when a
+ * broker answered. Used by health checks and start-up. */
+ec_status kprod_ping(kprod *p, int timeout_ms, ec_error *err);
+
+/* Flushes up to flush_timeout_ms, stops the poll thread, destroys the
+ * handle and frees p. Records still outstanding get a delivery callback
+ * with an error before this returns. */
+void kprod_destroy(kprod *p, int flush_timeout_ms);
+
+/* Number of producers alive in the process (created, not yet destroyed). */
+long kprod_live_count(void);
+
+#endif

@@ -1,0 +1,84 @@
+/* nif_main.c - load/upgrade/unload and the one function table of the
+ * emqx_confluent NIF library. Only c_src/nif/ includes erl_nif.h. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "../kafka/kprod.h"
+#include "nif_atoms.h"
+#include "nif_priv.h"
+
+#define EC_ATOM_DEF(name) ERL_NIF_TERM ATOM_##name;
+EC_ATOM_LIST(EC_ATOM_DEF)
+#undef EC_ATOM_DEF
+
+void nif_atoms_init(ErlNifEnv *env) {
+#define EC_ATOM_MAKE(name) ATOM_##name = enif_make_atom(env, #name);
+    EC_ATOM_LIST(EC_ATOM_MAKE)
+#undef EC_ATOM_MAKE
+}
+
+atomic_long nif_live_resources;
+static atomic_int n_loads, n_upgrades, n_unloads;
+
+#define EC_NIF_VERSION "0.1.0"
+
+static int on_load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
+    (void)info;
+    nif_atoms_init(env);
+    if (nif_producer_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
+    atomic_fetch_add(&n_loads, 1);
+    *priv = NULL;
+    return 0;
+}
+
+/* A new module instance loading the same library (code upgrade): atoms are
+ * global and stay valid; resource types are taken over by the new instance. */
+static int on_upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM info) {
+    (void)old_priv, (void)info;
+    nif_atoms_init(env);
+    if (nif_producer_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
+    atomic_fetch_add(&n_upgrades, 1);
+    *priv = NULL;
+    return 0;
+}
+
+static void on_unload(ErlNifEnv *env, void *priv) {
+    (void)env, (void)priv;
+    atomic_fetch_add(&n_unloads, 1);
+}
+
+/* nif_info() -> #{version, loads, upgrades, unloads, live_producers, live_resources} */
+static ERL_NIF_TERM nif_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc, (void)argv;
+    ERL_NIF_TERM m = enif_make_new_map(env);
+    ERL_NIF_TERM vsn;
+    unsigned char *p = enif_make_new_binary(env, sizeof EC_NIF_VERSION - 1, &vsn);
+    memcpy(p, EC_NIF_VERSION, sizeof EC_NIF_VERSION - 1);
+    enif_make_map_put(env, m, ATOM_version, vsn, &m);
+    enif_make_map_put(env, m, ATOM_loads, enif_make_int(env, atomic_load(&n_loads)), &m);
+    enif_make_map_put(env, m, ATOM_upgrades, enif_make_int(env, atomic_load(&n_upgrades)), &m);
+    enif_make_map_put(env, m, ATOM_unloads, enif_make_int(env, atomic_load(&n_unloads)), &m);
+    enif_make_map_put(env, m, ATOM_live_producers, enif_make_long(env, kprod_live_count()), &m);
+    enif_make_map_put(env, m, ATOM_live_resources,
+                      enif_make_long(env, atomic_load(&nif_live_resources)), &m);
+    return m;
+}
+
+/* The one function table. Every dirty flag carries its reason. */
+static ErlNifFunc nif_funcs[] = {
+    {"nif_info", 0, nif_info, 0},
+    /* decode reschedules itself to dirty CPU for large inputs (nif_json.c) */
+    {"json_decode", 1, nif_json_decode, 0},
+    /* term size unknown before walking it; not on the message path */
+    {"json_encode", 1, nif_json_encode, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    /* rd_kafka_new reads CA/cert files and starts threads */
+    {"producer_new", 1, nif_producer_new, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* enqueue only, never blocks: normal scheduler */
+    {"producer_send", 6, nif_producer_send, 0},
+    /* waits on the network for a metadata answer */
+    {"producer_ping", 2, nif_producer_ping, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* flushes outstanding records, joins the poll thread */
+    {"producer_close", 1, nif_producer_close, ERL_NIF_DIRTY_JOB_IO_BOUND},
+};
+
+ERL_NIF_INIT(emqx_confluent_nif, nif_funcs, on_load, NULL, on_upgrade, on_unload)

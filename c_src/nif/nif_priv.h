@@ -1,0 +1,24 @@
+/* nif_priv.h - declarations shared by the NIF glue files (not by the core). */
+#ifndef EC_NIF_PRIV_H
+#define EC_NIF_PRIV_H
+
+#include <erl_nif.h>
+#include <stdatomic.h>
+
+/* Resource types, opened in load (CREATE) and taken over in upgrade. */
+extern ErlNifResourceType *nif_producer_type;
+
+/* Resources of our types currently alive (allocated, destructor not run). */
+extern atomic_long nif_live_resources;
+
+int nif_producer_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
+
+ERL_NIF_TERM nif_producer_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_producer_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_producer_ping(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_producer_close(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+
+ERL_NIF_TERM nif_json_decode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_json_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+
+#endif
