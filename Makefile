@@ -92,3 +92,15 @@ fmt-check:
 
 clean:
 	rm -rf _build priv/emqx_confluent_nif.so priv/bin
+
+# libFuzzer targets (clang): make fuzz builds them; scripts/run-tests.sh runs
+# each for FUZZ_SECONDS on its seed corpus (test/fuzz-corpus/NAME).
+FUZZ_SRC  = $(wildcard c_src/fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRC:c_src/fuzz/%.c=_build/fuzz/%)
+FUZZFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -pthread -fsanitize=fuzzer,address,undefined
+
+fuzz: $(FUZZ_BINS)
+
+_build/fuzz/%: c_src/fuzz/%.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p _build/fuzz
+	clang $(FUZZFLAGS) -o $@ $< $(CORE_SRC) $(LIBS)

@@ -52,7 +52,8 @@ int main(void) {
     buf_init(&out);
     while ((n = getline(&line, &cap, stdin)) >= 0) {
         size_t len = (size_t)n;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
         if (len > RULE_TEST_MAX_LINE)
             reply_error(&out, "request line too long");
         else

@@ -15,10 +15,10 @@
 typedef struct arena_chunk arena_chunk;
 
 typedef struct arena {
-    arena_chunk *head;   /* chunk being filled; older chunks behind it */
-    size_t chunk_size;   /* default size of a new chunk */
-    size_t total;        /* bytes held by all chunks (for stats and caps) */
-    size_t limit;        /* 0 = unlimited; otherwise allocation fails past it */
+    arena_chunk *head; /* chunk being filled; older chunks behind it */
+    size_t chunk_size; /* default size of a new chunk */
+    size_t total;      /* bytes held by all chunks (for stats and caps) */
+    size_t limit;      /* 0 = unlimited; otherwise allocation fails past it */
 } arena;
 
 /* Prepares an empty arena; no memory is taken until the first allocation. */

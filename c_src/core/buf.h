@@ -26,10 +26,14 @@ static inline void buf_clear(ec_buf *b) {
     b->len = 0;
     b->oom = false;
 }
-static inline bool buf_ok(const ec_buf *b) { return !b->oom; }
+static inline bool buf_ok(const ec_buf *b) {
+    return !b->oom;
+}
 static inline void buf_putc(ec_buf *b, char c) {
     if (b->len < b->cap || buf_reserve(b, 1)) b->p[b->len++] = c;
 }
-static inline void buf_puts(ec_buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+static inline void buf_puts(ec_buf *b, const char *s) {
+    buf_append(b, s, strlen(s));
+}
 
 #endif

@@ -22,8 +22,8 @@ ec_status ec_fail(ec_error *err, ec_status code, const char *fmt, ...) {
     return code;
 }
 
-ec_status ec_fail_at(ec_error *err, ec_status code, const char *text, size_t pos,
-                     const char *fmt, ...) {
+ec_status ec_fail_at(ec_error *err, ec_status code, const char *text, size_t pos, const char *fmt,
+                     ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);

@@ -12,7 +12,9 @@
 
 static locale_t c_locale;
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static void c_locale_init(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+static void c_locale_init(void) {
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
 
 /* strtod in the C locale whatever the process locale is. */
 static double strtod_c(const char *s, char **end) {
@@ -38,7 +40,8 @@ static bool round_trips(double d, const char *dig, int n, int e10) {
     int k = 0;
     tmp[k++] = dig[0];
     tmp[k++] = '.';
-    for (int i = 1; i < n; i++) tmp[k++] = dig[i];
+    for (int i = 1; i < n; i++)
+        tmp[k++] = dig[i];
     snprintf(tmp + k, sizeof tmp - (size_t)k, "e%d", e10);
     return strtod_c(tmp, NULL) == d;
 }
@@ -70,20 +73,23 @@ size_t json_fmt_double(double d, char *buf) {
             lo = mid + 1;
     }
     n = digits_at(d, lo, dig, &e10);
-    while (n > 1 && dig[n - 1] == '0') n--; /* %e pads with zeros */
+    while (n > 1 && dig[n - 1] == '0')
+        n--; /* %e pads with zeros */
 
     int point = e10 + 1; /* digits before the decimal point */
     if (e10 >= -6 && e10 < 21) {
         if (point <= 0) {
             buf[k++] = '0';
             buf[k++] = '.';
-            for (int i = 0; i < -point; i++) buf[k++] = '0';
+            for (int i = 0; i < -point; i++)
+                buf[k++] = '0';
             memcpy(buf + k, dig, (size_t)n);
             k += (size_t)n;
         } else if (point >= n) {
             memcpy(buf + k, dig, (size_t)n);
             k += (size_t)n;
-            for (int i = n; i < point; i++) buf[k++] = '0';
+            for (int i = n; i < point; i++)
+                buf[k++] = '0';
             buf[k++] = '.';
             buf[k++] = '0';
         } else {
@@ -116,7 +122,8 @@ size_t json_fmt_int(int64_t i, char *buf) {
         u /= 10;
     } while (u);
     if (i < 0) buf[k++] = '-';
-    while (n) buf[k++] = tmp[--n];
+    while (n)
+        buf[k++] = tmp[--n];
     buf[k] = '\0';
     return k;
 }
@@ -129,10 +136,14 @@ static int utf8_seq(const unsigned char *s, size_t avail) {
     if (c < 0x80) return 1;
     int n;
     unsigned min;
-    if ((c & 0xE0) == 0xC0) n = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) n = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) n = 4, min = 0x10000;
-    else return 0;
+    if ((c & 0xE0) == 0xC0)
+        n = 2, min = 0x80;
+    else if ((c & 0xF0) == 0xE0)
+        n = 3, min = 0x800;
+    else if ((c & 0xF8) == 0xF0)
+        n = 4, min = 0x10000;
+    else
+        return 0;
     if ((size_t)n > avail) return 0;
     unsigned cp = c & (0x7F >> n);
     for (int i = 1; i < n; i++) {
@@ -187,8 +198,8 @@ static ec_status dec_fail(jdec *d, const char *at, const char *what) {
                           "unexpected '%c' at byte %zu, expected %s", c, (size_t)(at - d->text),
                           what);
     return ec_fail_at(d->err, EC_EPARSE, d->text, (size_t)(at - d->text),
-                      "unexpected byte 0x%02X at byte %zu, expected %s", c,
-                      (size_t)(at - d->text), what);
+                      "unexpected byte 0x%02X at byte %zu, expected %s", c, (size_t)(at - d->text),
+                      what);
 }
 
 static inline void skip_ws(jdec *d) {
@@ -196,7 +207,9 @@ static inline void skip_ws(jdec *d) {
         d->p++;
 }
 
-static ec_status oom(jdec *d) { return ec_fail(d->err, EC_ENOMEM, "out of memory decoding JSON"); }
+static ec_status oom(jdec *d) {
+    return ec_fail(d->err, EC_ENOMEM, "out of memory decoding JSON");
+}
 
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -230,14 +243,16 @@ static ec_status dec_string(jdec *d, value *out) {
             s += 2;
             continue;
         }
-        if (c < 0x20) return dec_fail(d, s, "a string character (control characters must be escaped)");
+        if (c < 0x20)
+            return dec_fail(d, s, "a string character (control characters must be escaped)");
         if (c < 0x80) {
             s++;
             continue;
         }
         int n = utf8_seq((const unsigned char *)s, (size_t)(d->end - s));
-        if (!n) return ec_fail_at(d->err, EC_EPARSE, d->text, (size_t)(s - d->text),
-                                  "invalid UTF-8 in string at byte %zu", (size_t)(s - d->text));
+        if (!n)
+            return ec_fail_at(d->err, EC_EPARSE, d->text, (size_t)(s - d->text),
+                              "invalid UTF-8 in string at byte %zu", (size_t)(s - d->text));
         s += n;
     }
     if (s >= d->end) return dec_fail(d, d->end, "'\"' closing the string");
@@ -286,7 +301,8 @@ static ec_status dec_string(jdec *d, value *out) {
             k += put_utf8(o + k, cp);
             break;
         }
-        default: return dec_fail(d, q - 1, "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)");
+        default:
+            return dec_fail(d, q - 1, "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)");
         }
     }
     *out = v_bin(o, k);
@@ -299,21 +315,25 @@ static ec_status dec_number(jdec *d, value *out) {
     bool is_float = false;
     if (q < d->end && *q == '-') q++;
     if (q >= d->end || *q < '0' || *q > '9') return dec_fail(d, q, "a digit");
-    if (*q == '0') q++;
+    if (*q == '0')
+        q++;
     else
-        while (q < d->end && *q >= '0' && *q <= '9') q++;
+        while (q < d->end && *q >= '0' && *q <= '9')
+            q++;
     if (q < d->end && *q == '.') {
         is_float = true;
         q++;
         if (q >= d->end || *q < '0' || *q > '9') return dec_fail(d, q, "a digit after '.'");
-        while (q < d->end && *q >= '0' && *q <= '9') q++;
+        while (q < d->end && *q >= '0' && *q <= '9')
+            q++;
     }
     if (q < d->end && (*q == 'e' || *q == 'E')) {
         is_float = true;
         q++;
         if (q < d->end && (*q == '+' || *q == '-')) q++;
         if (q >= d->end || *q < '0' || *q > '9') return dec_fail(d, q, "a digit in the exponent");
-        while (q < d->end && *q >= '0' && *q <= '9') q++;
+        while (q < d->end && *q >= '0' && *q <= '9')
+            q++;
     }
     size_t n = (size_t)(q - s);
     if (!is_float) {
@@ -368,7 +388,8 @@ static ec_status dedupe_keys(jdec *d, value *map) {
     } else {
         const vpair **idx = arena_alloc(d->a, sizeof *idx * n);
         if (!idx) return oom(d);
-        for (uint32_t i = 0; i < n; i++) idx[i] = &pairs[i];
+        for (uint32_t i = 0; i < n; i++)
+            idx[i] = &pairs[i];
         qsort(idx, n, sizeof *idx, key_cmp);
         for (uint32_t i = 1; i < n; i++)
             if (key_cmp(&idx[i - 1], &idx[i]) == 0) {
@@ -385,8 +406,10 @@ static ec_status dedupe_keys(jdec *d, value *map) {
             if (pairs[j].key.len == pairs[i].key.len &&
                 memcmp(pairs[j].key.u.s, pairs[i].key.u.s, pairs[i].key.len) == 0)
                 break;
-        if (j < k) pairs[j].val = pairs[i].val;
-        else pairs[k++] = pairs[i];
+        if (j < k)
+            pairs[j].val = pairs[i].val;
+        else
+            pairs[k++] = pairs[i];
     }
     map->len = k;
     return EC_OK;
@@ -499,12 +522,12 @@ static ec_status dec_value(jdec *d, value *out, unsigned depth) {
     return dec_fail(d, d->p, "a JSON value");
 }
 
-ec_status json_decode(arena *a, const char *text, size_t len, const json_limits *limits,
-                      value *out, ec_error *err) {
+ec_status json_decode(arena *a, const char *text, size_t len, const json_limits *limits, value *out,
+                      ec_error *err) {
     size_t max_bytes = limits && limits->max_bytes ? limits->max_bytes : JSON_MAX_BYTES;
     if (len > max_bytes)
-        return ec_fail(err, EC_ELIMIT, "JSON document of %zu bytes is over the %zu-byte limit",
-                       len, max_bytes);
+        return ec_fail(err, EC_ELIMIT, "JSON document of %zu bytes is over the %zu-byte limit", len,
+                       max_bytes);
     jdec d = {.a = a,
               .text = text,
               .p = text,
@@ -640,4 +663,6 @@ static bool enc_value(const value *v, ec_buf *out, unsigned depth) {
     return buf_ok(out);
 }
 
-bool json_encode(const value *v, ec_buf *out) { return enc_value(v, out, 0); }
+bool json_encode(const value *v, ec_buf *out) {
+    return enc_value(v, out, 0);
+}

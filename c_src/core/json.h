@@ -24,10 +24,10 @@
 #include "error.h"
 #include "value.h"
 
-#define JSON_MAX_DEPTH 512                 /* nesting of arrays/objects */
-#define JSON_MAX_BYTES ((size_t)64 << 20)  /* a document larger than this is refused */
-#define JSON_SMALL_MAP_KEYS 32             /* EMQX's flatmap limit: sorted order up to here */
-#define JSON_DOUBLE_MAX_CHARS 32           /* longest json_fmt_double output, plus NUL */
+#define JSON_MAX_DEPTH        512                /* nesting of arrays/objects */
+#define JSON_MAX_BYTES        ((size_t)64 << 20) /* a document larger than this is refused */
+#define JSON_SMALL_MAP_KEYS   32                 /* EMQX's flatmap limit: sorted order up to here */
+#define JSON_DOUBLE_MAX_CHARS 32                 /* longest json_fmt_double output, plus NUL */
 
 typedef struct json_limits {
     unsigned max_depth; /* 0 = JSON_MAX_DEPTH */
@@ -36,8 +36,8 @@ typedef struct json_limits {
 
 /* Decodes text[0..len) into *out (allocated in a). limits may be NULL.
  * Errors: EC_EPARSE (position and expectation in err), EC_ELIMIT, EC_ENOMEM. */
-ec_status json_decode(arena *a, const char *text, size_t len, const json_limits *limits,
-                      value *out, ec_error *err);
+ec_status json_decode(arena *a, const char *text, size_t len, const json_limits *limits, value *out,
+                      ec_error *err);
 
 /* Appends the JSON text of v to out. False on out-of-memory or depth beyond
  * 2*JSON_MAX_DEPTH (out->oom is set for the former). */

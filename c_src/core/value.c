@@ -11,7 +11,9 @@ typedef struct {
     uint64_t cap; /* elements the block can hold */
 } vhdr;
 
-static inline vhdr *hdr_of(void *elems) { return (vhdr *)elems - 1; }
+static inline vhdr *hdr_of(void *elems) {
+    return (vhdr *)elems - 1;
+}
 
 static void *block_new(arena *a, size_t elem, uint32_t cap) {
     if (cap == 0) cap = 4;
@@ -130,9 +132,7 @@ bool v_deep_copy(arena *a, const value *src, value *dst) {
         *dst = map;
         return true;
     }
-    default:
-        *dst = *src;
-        return true;
+    default: *dst = *src; return true;
     }
 }
 

@@ -63,11 +63,21 @@ struct vpair {
 /* The largest array or map we build: counts are 32-bit. */
 #define VALUE_MAX_ITEMS (UINT32_MAX / 2)
 
-static inline value v_undef(void) { return (value){.type = VT_UNDEF}; }
-static inline value v_null(void) { return (value){.type = VT_NULL}; }
-static inline value v_bool(bool b) { return (value){.type = VT_BOOL, .u.b = b}; }
-static inline value v_int(int64_t i) { return (value){.type = VT_INT, .u.i = i}; }
-static inline value v_float(double f) { return (value){.type = VT_FLOAT, .u.f = f}; }
+static inline value v_undef(void) {
+    return (value){.type = VT_UNDEF};
+}
+static inline value v_null(void) {
+    return (value){.type = VT_NULL};
+}
+static inline value v_bool(bool b) {
+    return (value){.type = VT_BOOL, .u.b = b};
+}
+static inline value v_int(int64_t i) {
+    return (value){.type = VT_INT, .u.i = i};
+}
+static inline value v_float(double f) {
+    return (value){.type = VT_FLOAT, .u.f = f};
+}
 /* A binary borrowing s[0..len): no copy. */
 static inline value v_bin(const char *s, size_t len) {
     return (value){.type = VT_BIN, .len = (uint32_t)len, .u.s = s};
@@ -75,9 +85,11 @@ static inline value v_bin(const char *s, size_t len) {
 static inline value v_atom(const char *s, size_t len) {
     return (value){.type = VT_BIN, .flags = VF_ATOM, .len = (uint32_t)len, .u.s = s};
 }
-#define V_LIT(str) v_bin((str), sizeof(str) - 1)
+#define V_LIT(str)  v_bin((str), sizeof(str) - 1)
 #define V_ATOM(str) v_atom((str), sizeof(str) - 1)
-static inline bool v_is_bin(const value *v) { return v->type == VT_BIN; }
+static inline bool v_is_bin(const value *v) {
+    return v->type == VT_BIN;
+}
 static inline bool v_is_number(const value *v) {
     return v->type == VT_INT || v->type == VT_FLOAT;
 }

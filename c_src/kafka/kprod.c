@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,11 +15,15 @@ struct kprod {
     void *ctx;
     pthread_t poller;
     atomic_bool stop;
+    pthread_mutex_t log_lock;
+    char last_error[256]; /* newest librdkafka log line at level <= LOG_WARNING */
 };
 
 static atomic_long live_producers;
 
-long kprod_live_count(void) { return atomic_load(&live_producers); }
+long kprod_live_count(void) {
+    return atomic_load(&live_producers);
+}
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
@@ -33,9 +38,33 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
 }
 
+/* librdkafka must not print on EMQX's console: keep the newest warning or
+ * error for status reasons (kprod_last_error) instead. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)fac;
+    kprod *p = rd_kafka_opaque(rk);
+    if (!p || level > 4 /* LOG_WARNING */) return;
+    pthread_mutex_lock(&p->log_lock);
+    snprintf(p->last_error, sizeof p->last_error, "%s", buf);
+    pthread_mutex_unlock(&p->log_lock);
+}
+
+size_t kprod_last_error(kprod *p, char *buf, size_t n) {
+    pthread_mutex_lock(&p->log_lock);
+    size_t len = strlen(p->last_error);
+    if (n) { /* truncation is intended */
+        size_t k = len < n - 1 ? len : n - 1;
+        memcpy(buf, p->last_error, k);
+        buf[k] = '\0';
+    }
+    pthread_mutex_unlock(&p->log_lock);
+    return len;
+}
+
 static void *poll_main(void *arg) {
     kprod *p = arg;
-    while (!atomic_load(&p->stop)) rd_kafka_poll(p->rk, 100);
+    while (!atomic_load(&p->stop))
+        rd_kafka_poll(p->rk, 100);
     return NULL;
 }
 
@@ -58,17 +87,21 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     }
     p->on_delivery = on_delivery;
     p->ctx = ctx;
+    pthread_mutex_init(&p->log_lock, NULL);
     rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) { /* conf is still ours on failure */
         rd_kafka_conf_destroy(conf);
+        pthread_mutex_destroy(&p->log_lock);
         free(p);
         return ec_fail(err, EC_EINVAL, "cannot create Kafka producer: %s", errstr);
     }
     atomic_init(&p->stop, false);
     if (pthread_create(&p->poller, NULL, poll_main, p) != 0) {
         rd_kafka_destroy(p->rk);
+        pthread_mutex_destroy(&p->log_lock);
         free(p);
         return ec_fail(err, EC_ENOMEM, "cannot start the producer poll thread");
     }
@@ -86,13 +119,13 @@ ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
             rd_kafka_header_add(hdrs, h->key, (ssize_t)h->key_len, h->val, (ssize_t)h->val_len);
         }
     }
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(rec->topic), RD_KAFKA_V_PARTITION(rec->partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
-        RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
-        RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(rec->topic), RD_KAFKA_V_PARTITION(rec->partition),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
+                          RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
+                          RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
+                          RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END);
     if (e) {
         if (hdrs) rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
         return ec_fail(err, EC_EKAFKA, "cannot enqueue record for %s: %s", rec->topic,
@@ -109,7 +142,13 @@ int kprod_flush(kprod *p, int timeout_ms) {
 ec_status kprod_ping(kprod *p, int timeout_ms, ec_error *err) {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
-    if (e) return ec_fail(err, EC_EKAFKA, "metadata request failed: %s", rd_kafka_err2str(e));
+    if (e) {
+        char last[200];
+        if (kprod_last_error(p, last, sizeof last))
+            return ec_fail(err, EC_EKAFKA, "metadata request failed: %s; last error: %s",
+                           rd_kafka_err2str(e), last);
+        return ec_fail(err, EC_EKAFKA, "metadata request failed: %s", rd_kafka_err2str(e));
+    }
     int brokers = md->broker_cnt;
     rd_kafka_metadata_destroy(md);
     if (brokers <= 0) return ec_fail(err, EC_EKAFKA, "metadata lists no broker");
@@ -123,8 +162,10 @@ void kprod_destroy(kprod *p, int flush_timeout_ms) {
     pthread_join(p->poller, NULL);
     /* fail whatever is still queued so every opaque gets its callback */
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    for (int i = 0; i < 200 && rd_kafka_outq_len(p->rk) > 0; i++) rd_kafka_poll(p->rk, 10);
+    for (int i = 0; i < 200 && rd_kafka_outq_len(p->rk) > 0; i++)
+        rd_kafka_poll(p->rk, 10);
     rd_kafka_destroy(p->rk);
+    pthread_mutex_destroy(&p->log_lock);
     free(p);
     atomic_fetch_sub(&live_producers, 1);
 }

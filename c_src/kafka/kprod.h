@@ -69,6 +69,10 @@ ec_status kprod_ping(kprod *p, int timeout_ms, ec_error *err);
  * with an error before this returns. */
 void kprod_destroy(kprod *p, int flush_timeout_ms);
 
+/* Copies the newest warning/error librdkafka logged (truncated to n) into
+ * buf and returns its full length; 0 when none. librdkafka never prints. */
+size_t kprod_last_error(kprod *p, char *buf, size_t n);
+
 /* Number of producers alive in the process (created, not yet destroyed). */
 long kprod_live_count(void);
 

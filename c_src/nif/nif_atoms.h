@@ -4,32 +4,32 @@
 
 #include <erl_nif.h>
 
-#define EC_ATOM_LIST(X) \
-    X(ok)               \
-    X(error)            \
-    X(undefined)        \
-    X(null)             \
-    X(true)             \
-    X(false)            \
-    X(ec_delivery)      \
-    X(closed)           \
-    X(enomem)           \
-    X(parse)            \
-    X(limit)            \
-    X(invalid)          \
-    X(type)             \
-    X(kafka)            \
-    X(state)            \
-    X(message)          \
-    X(position)         \
-    X(line)             \
-    X(column)           \
-    X(reason)           \
-    X(version)          \
-    X(loads)            \
-    X(upgrades)         \
-    X(unloads)          \
-    X(live_producers)   \
+#define EC_ATOM_LIST(X)                                                                            \
+    X(ok)                                                                                          \
+    X(error)                                                                                       \
+    X(undefined)                                                                                   \
+    X(null)                                                                                        \
+    X(true)                                                                                        \
+    X(false)                                                                                       \
+    X(ec_delivery)                                                                                 \
+    X(closed)                                                                                      \
+    X(enomem)                                                                                      \
+    X(parse)                                                                                       \
+    X(limit)                                                                                       \
+    X(invalid)                                                                                     \
+    X(type)                                                                                        \
+    X(kafka)                                                                                       \
+    X(state)                                                                                       \
+    X(message)                                                                                     \
+    X(position)                                                                                    \
+    X(line)                                                                                        \
+    X(column)                                                                                      \
+    X(reason)                                                                                      \
+    X(version)                                                                                     \
+    X(loads)                                                                                       \
+    X(upgrades)                                                                                    \
+    X(unloads)                                                                                     \
+    X(live_producers)                                                                              \
     X(live_resources)
 
 #define EC_ATOM_DECL(name) extern ERL_NIF_TERM ATOM_##name;

@@ -45,8 +45,9 @@ static ERL_NIF_TERM encode_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
         if (json_encode(&v, &b))
             ret = enif_make_tuple2(env, ATOM_ok, nif_make_binary(env, b.p, b.len));
         else
-            ret = nif_error_term(
-                env, &(ec_error){.code = EC_ENOMEM, .msg = "out of memory or too deep encoding JSON"});
+            ret =
+                nif_error_term(env, &(ec_error){.code = EC_ENOMEM,
+                                                .msg = "out of memory or too deep encoding JSON"});
         buf_free(&b);
     }
     arena_free(&a);
@@ -57,8 +58,8 @@ ERL_NIF_TERM nif_json_decode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     ErlNifBinary bin;
     if (!enif_inspect_binary(env, argv[0], &bin)) return enif_make_badarg(env);
     if (bin.size > NIF_JSON_DIRTY_BYTES)
-        return enif_schedule_nif(env, "json_decode_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND,
-                                 decode_now, argc, argv);
+        return enif_schedule_nif(env, "json_decode_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, decode_now,
+                                 argc, argv);
     return decode_now(env, argc, argv);
 }
 

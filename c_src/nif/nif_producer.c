@@ -19,10 +19,10 @@
 #include "nif_priv.h"
 #include "nif_term.h"
 
-#define PRODUCER_MAX_PROPS 128
+#define PRODUCER_MAX_PROPS      128
 #define PRODUCER_CLOSE_FLUSH_MS 5000
-#define PRODUCER_MAX_HEADERS 256
-#define KAFKA_TOPIC_MAX 249 /* Kafka's own limit on topic names */
+#define PRODUCER_MAX_HEADERS    256
+#define KAFKA_TOPIC_MAX         249 /* Kafka's own limit on topic names */
 
 ErlNifResourceType *nif_producer_type;
 
@@ -46,9 +46,10 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
     delivery_req *d = opaque;
     ERL_NIF_TERM msg;
     if (err)
-        msg = enif_make_tuple3(
-            d->env, ATOM_ec_delivery, d->ref,
-            enif_make_tuple2(d->env, ATOM_error, nif_make_binary(d->env, err->msg, strlen(err->msg))));
+        msg =
+            enif_make_tuple3(d->env, ATOM_ec_delivery, d->ref,
+                             enif_make_tuple2(d->env, ATOM_error,
+                                              nif_make_binary(d->env, err->msg, strlen(err->msg))));
     else
         msg = enif_make_tuple5(d->env, ATOM_ec_delivery, d->ref, ATOM_ok,
                                enif_make_int(d->env, partition), enif_make_int64(d->env, offset));
@@ -146,7 +147,8 @@ ERL_NIF_TERM nif_producer_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         /* owner already gone: nobody could ever close it */
         kprod *p = detach(r);
         destroy_detached(p);
-        ret = nif_error_term(env, &(ec_error){.code = EC_ESTATE, .msg = "owner process is not alive"});
+        ret = nif_error_term(env,
+                             &(ec_error){.code = EC_ESTATE, .msg = "owner process is not alive"});
     } else {
         ret = enif_make_tuple2(env, ATOM_ok, enif_make_resource(env, r));
     }
@@ -176,9 +178,8 @@ ERL_NIF_TERM nif_producer_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     if (!enif_get_resource(env, argv[0], nif_producer_type, (void **)&r) ||
         !enif_inspect_iolist_as_binary(env, argv[1], &topic) || topic.size == 0 ||
         topic.size > KAFKA_TOPIC_MAX || !get_opt_bin(env, argv[2], &key, &has_key) ||
-        !get_opt_bin(env, argv[3], &val, &has_val) ||
-        !enif_get_list_length(env, argv[4], &nh) || nh > PRODUCER_MAX_HEADERS ||
-        !enif_get_int64(env, argv[5], &ts))
+        !get_opt_bin(env, argv[3], &val, &has_val) || !enif_get_list_length(env, argv[4], &nh) ||
+        nh > PRODUCER_MAX_HEADERS || !enif_get_int64(env, argv[5], &ts))
         return enif_make_badarg(env);
     char topic_z[KAFKA_TOPIC_MAX + 1];
     memcpy(topic_z, topic.data, topic.size);

@@ -35,10 +35,14 @@ static ec_status to_value(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, value *out, 
         return EC_OK;
     }
     if (enif_is_atom(env, t)) {
-        if (enif_is_identical(t, ATOM_true)) *out = v_bool(true);
-        else if (enif_is_identical(t, ATOM_false)) *out = v_bool(false);
-        else if (enif_is_identical(t, ATOM_null)) *out = v_null();
-        else if (enif_is_identical(t, ATOM_undefined)) *out = v_undef();
+        if (enif_is_identical(t, ATOM_true))
+            *out = v_bool(true);
+        else if (enif_is_identical(t, ATOM_false))
+            *out = v_bool(false);
+        else if (enif_is_identical(t, ATOM_null))
+            *out = v_null();
+        else if (enif_is_identical(t, ATOM_undefined))
+            *out = v_undef();
         else {
             if (!enif_get_atom_length(env, t, &len, ERL_NIF_LATIN1))
                 return ec_fail(err, EC_ETYPE, "unreadable atom");
@@ -93,8 +97,7 @@ static ec_status to_value(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, value *out, 
     return ec_fail(err, EC_ETYPE, "unsupported term (tuple, pid, reference, fun or port)");
 }
 
-ec_status nif_term_to_value(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, value *out,
-                            ec_error *err) {
+ec_status nif_term_to_value(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, value *out, ec_error *err) {
     return to_value(env, t, a, out, err, 0);
 }
 

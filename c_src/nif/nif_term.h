@@ -15,8 +15,7 @@
 #include "../core/error.h"
 #include "../core/value.h"
 
-ec_status nif_term_to_value(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, value *out,
-                            ec_error *err);
+ec_status nif_term_to_value(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, value *out, ec_error *err);
 ERL_NIF_TERM nif_value_to_term(ErlNifEnv *env, const value *v);
 
 /* {error, #{reason => Atom, message => Binary[, position, line, column]}} */

@@ -124,7 +124,8 @@ TEST(json_atom_keys_after_string_keys) {
     buf_init(&b);
     REQUIRE(json_encode(&m, &b));
     buf_putc(&b, 0);
-    CHECK_STR(b.p, "{\"zzz\":1,\"username\":\"undefined\",\"clientid\":\"c1\",\"client_attrs\":{}}");
+    CHECK_STR(b.p,
+              "{\"zzz\":1,\"username\":\"undefined\",\"clientid\":\"c1\",\"client_attrs\":{}}");
     buf_free(&b);
     arena_free(&a);
 }
@@ -148,7 +149,8 @@ TEST(json_duplicate_keys_last_wins) {
     /* the large-object path (sorted detection) */
     char in[1024];
     size_t k = (size_t)sprintf(in, "{");
-    for (int i = 0; i < 20; i++) k += (size_t)sprintf(in + k, "\"k%02d\":%d,", i, i);
+    for (int i = 0; i < 20; i++)
+        k += (size_t)sprintf(in + k, "\"k%02d\":%d,", i, i);
     sprintf(in + k, "\"k05\":99}");
     const char *out = roundtrip(in);
     CHECK(strstr(out, "\"k05\":99") != NULL);
@@ -231,9 +233,12 @@ TEST(json_strings_borrow_input) {
 TEST(json_encode_repairs_invalid_utf8) {
     ec_buf b;
     buf_init(&b);
-    json_encode_string("a\xff" "b\xc3", 4, &b);
+    json_encode_string("a\xff"
+                       "b\xc3",
+                       4, &b);
     buf_putc(&b, 0);
-    CHECK_STR(b.p, "\"a\xEF\xBF\xBD" "b\xEF\xBF\xBD\"");
+    CHECK_STR(b.p, "\"a\xEF\xBF\xBD"
+                   "b\xEF\xBF\xBD\"");
     buf_free(&b);
 }
 
@@ -279,12 +284,14 @@ TEST(value_map_put_replaces_and_equal) {
 TEST(arena_reset_reuses_and_adapts) {
     arena a;
     arena_init(&a, 256);
-    for (int i = 0; i < 100; i++) REQUIRE(arena_alloc(&a, 100));
+    for (int i = 0; i < 100; i++)
+        REQUIRE(arena_alloc(&a, 100));
     size_t big = a.total;
     arena_reset(&a);
     CHECK(a.chunk_size >= big); /* next round fits in one chunk */
     void *first = arena_alloc(&a, 100);
-    for (int i = 0; i < 99; i++) REQUIRE(arena_alloc(&a, 100));
+    for (int i = 0; i < 99; i++)
+        REQUIRE(arena_alloc(&a, 100));
     arena_reset(&a);
     CHECK(arena_alloc(&a, 100) == first); /* warm: same chunk, no malloc */
     arena_free(&a);
@@ -295,7 +302,8 @@ TEST(arena_limit_fails_cleanly) {
     arena_init(&a, 1024);
     a.limit = 4096;
     int got = 0;
-    while (arena_alloc(&a, 512)) got++;
+    while (arena_alloc(&a, 512))
+        got++;
     CHECK(got >= 4 && got <= 8);
     CHECK(a.total <= 4096);
     /* JSON decode reports ENOMEM instead of crashing */
@@ -303,7 +311,8 @@ TEST(arena_limit_fails_cleanly) {
     a.limit = 1024;
     char in[4096];
     size_t k = (size_t)sprintf(in, "[");
-    for (int i = 0; i < 500; i++) k += (size_t)sprintf(in + k, "%s%d", i ? "," : "", i);
+    for (int i = 0; i < 500; i++)
+        k += (size_t)sprintf(in + k, "%s%d", i ? "," : "", i);
     sprintf(in + k, "]");
     value v;
     ec_error err;

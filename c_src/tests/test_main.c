@@ -22,7 +22,9 @@ void test_failed(const char *file, int line, const char *what) {
     fprintf(stderr, "    %s:%d: %s\n", file, line, what);
 }
 
-bool test_current_failed(void) { return cur_failed; }
+bool test_current_failed(void) {
+    return cur_failed;
+}
 
 static bool selected(const char *name, int argc, char **argv) {
     if (argc == 0) return true;
@@ -40,7 +42,8 @@ static bool selected(const char *name, int argc, char **argv) {
 int main(int argc, char **argv) {
     int first = 1;
     if (argc > 1 && strcmp(argv[1], "-l") == 0) {
-        for (test_case *t = head; t; t = t->next) printf("%s\n", t->name);
+        for (test_case *t = head; t; t = t->next)
+            printf("%s\n", t->name);
         return 0;
     }
     int passed = 0, failed = 0;

@@ -1,0 +1,69 @@
+%% @doc The only module with NIF stubs: the Erlang face of the C library in
+%% c_src/ (priv/emqx_confluent_nif.so). Every function here is implemented in
+%% C; the Erlang bodies run only when the library failed to load.
+%%
+%% Messages the library sends back are listed in c_src/nif/MESSAGES.md.
+-module(emqx_confluent_nif).
+
+-export([nif_info/0,
+         json_decode/1, json_encode/1,
+         producer_new/1, producer_send/6, producer_ping/2, producer_close/1]).
+
+-on_load(init/0).
+
+-define(NIF_NAME, "emqx_confluent_nif").
+
+-type error_info() :: #{reason := atom(), message := binary(),
+                        position => non_neg_integer(), line => pos_integer(),
+                        column => pos_integer()}.
+-opaque producer() :: reference().
+-export_type([error_info/0, producer/0]).
+
+init() ->
+    erlang:load_nif(filename:join(priv_dir(), ?NIF_NAME), 0).
+
+priv_dir() ->
+    case code:priv_dir(emqx_confluent) of
+        {error, bad_name} ->
+            %% not loaded as an application: priv/ next to our ebin/
+            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir ->
+            Dir
+    end.
+
+-define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+%% @doc Library version, load/upgrade/unload counts and live object counts.
+-spec nif_info() -> #{atom() => term()}.
+nif_info() -> ?NOT_LOADED.
+
+%% @doc Decodes JSON with the C codec (the one rules use); objects become maps
+%% with binary keys, `null' the atom null.
+-spec json_decode(binary()) -> {ok, term()} | {error, error_info()}.
+json_decode(_Bin) -> ?NOT_LOADED.
+
+%% @doc Encodes a term the way EMQX serializes rule outputs (undefined as
+%% "undefined", shortest round-trip floats, EMQX key order).
+-spec json_encode(term()) -> {ok, binary()} | {error, error_info()}.
+json_encode(_Term) -> ?NOT_LOADED.
+
+%% @doc Creates a Kafka producer from librdkafka properties. The calling
+%% process owns it: when it exits, the producer is closed.
+-spec producer_new([{iodata(), iodata()}]) -> {ok, producer()} | {error, error_info()}.
+producer_new(_Props) -> ?NOT_LOADED.
+
+%% @doc Enqueues one record; the caller later receives exactly one
+%% `{ec_delivery, Ref, ok, Partition, Offset}' or `{ec_delivery, Ref, {error, Msg}}'.
+-spec producer_send(producer(), Topic :: iodata(), Key :: iodata() | undefined,
+                    Value :: iodata() | undefined, Headers :: [{binary(), binary()}],
+                    TimestampMs :: integer()) ->
+          {ok, reference()} | {error, closed | error_info()}.
+producer_send(_P, _Topic, _Key, _Value, _Headers, _Ts) -> ?NOT_LOADED.
+
+%% @doc Asks the cluster for metadata: ok when a broker answered in time.
+-spec producer_ping(producer(), non_neg_integer()) -> ok | {error, closed | error_info()}.
+producer_ping(_P, _TimeoutMs) -> ?NOT_LOADED.
+
+%% @doc Flushes (up to 5 s) and destroys the producer. Idempotent.
+-spec producer_close(producer()) -> ok.
+producer_close(_P) -> ?NOT_LOADED.
