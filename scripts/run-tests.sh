@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-tests.sh - what `make test` runs: every suite, then one summary line.
 #   1. C unit tests (ASan+UBSan build with SAN=1)
-#   2. libFuzzer targets, each for FUZZ_SECONDS (default 20; 0 skips) on its seed corpus
+#   2. clang-format check of c_src/, and libFuzzer targets, each for FUZZ_SECONDS (default 20; 0 skips) on its seed corpus
 #   3. common_test suites (rebar3 ct) against the real Kafka and mosquitto
 # Ends with "total: N passed, N failed"; exits non-zero when anything failed.
 set -uo pipefail
@@ -28,6 +28,13 @@ if [ -n "$line" ]; then
   add "$(echo "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')" "$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')"
 else
   echo "c_tests crashed"; add 0 1
+fi
+
+echo "== format (clang-format)"
+if make --no-print-directory fmt-check > "$LOG/fmt.log" 2>&1; then
+  echo "ok   fmt-check"; add 1 0
+else
+  echo "FAIL fmt-check (run 'make fmt')"; grep -m5 'error' "$LOG/fmt.log"; add 0 1
 fi
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
