@@ -7,13 +7,14 @@
 
 CC      ?= cc
 SAN     ?= 0
-WARN    = -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+# error texts are cut to their buffers on purpose: -Wno-format-truncation
+WARN    = -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers -Wno-format-truncation
 CFLAGS  = -std=gnu11 -D_GNU_SOURCE -g -O2 $(WARN) -fPIC -fvisibility=hidden -pthread
 # C unit tests, CLI and fuzzers can be built with sanitizers (SAN=1, clang);
 # the NIF library is always the plain build: it must load into a stock VM.
 SANFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -fPIC -pthread -fno-omit-frame-pointer \
            -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LIBS    = -lrdkafka -lcjson -lssl -lcrypto -lz -lm -lpthread
+LIBS    = -lrdkafka -lcjson -lpcre2-8 -lssl -lcrypto -lz -lm -lpthread
 
 ifeq ($(SAN),1)
   TCC    = clang
@@ -27,7 +28,7 @@ endif
 
 ERTS_INCLUDE := $(shell erl -noshell -eval 'io:format("~ts/erts-~ts/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
 
-CORE_SRC  = $(wildcard c_src/core/*.c) $(wildcard c_src/kafka/*.c)
+CORE_SRC  = $(wildcard c_src/core/*.c) $(wildcard c_src/sql/*.c) $(wildcard c_src/kafka/*.c)
 NIF_SRC   = $(wildcard c_src/nif/*.c)
 CLI_SRC   = $(wildcard c_src/cli/*.c)
 TEST_SRC  = $(wildcard c_src/tests/*.c)

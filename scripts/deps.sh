@@ -13,7 +13,7 @@ APT_PACKAGES=(
   build-essential pkg-config clang libclang-rt-14-dev clang-format
   erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer
   erlang-inets erlang-ssl erlang-crypto erlang-tools rebar3
-  librdkafka-dev libcjson-dev libssl-dev zlib1g-dev libmosquitto-dev
+  librdkafka-dev libcjson-dev libssl-dev zlib1g-dev libpcre2-dev libmosquitto-dev
   mosquitto mosquitto-clients kcat openssl
   default-jre-headless maven
 )

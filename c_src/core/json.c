@@ -1,6 +1,8 @@
 /* json.c - JSON decoder into the arena and EMQX-compatible encoder; see json.h. */
 #include "json.h"
 
+#include "utf8.h"
+
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -128,55 +130,6 @@ size_t json_fmt_int(int64_t i, char *buf) {
     return k;
 }
 
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static int utf8_seq(const unsigned char *s, size_t avail) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    int n;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0)
-        n = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0)
-        n = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    if ((size_t)n > avail) return 0;
-    unsigned cp = c & (0x7F >> n);
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return n;
-}
-
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* ---- decoder ------------------------------------------------------------ */
 
 typedef struct jdec {
@@ -249,7 +202,8 @@ static ec_status dec_string(jdec *d, value *out) {
             s++;
             continue;
         }
-        int n = utf8_seq((const unsigned char *)s, (size_t)(d->end - s));
+        uint32_t cp;
+        int n = utf8_decode((const unsigned char *)s, (size_t)(d->end - s), &cp);
         if (!n)
             return ec_fail_at(d->err, EC_EPARSE, d->text, (size_t)(s - d->text),
                               "invalid UTF-8 in string at byte %zu", (size_t)(s - d->text));
@@ -298,7 +252,7 @@ static ec_status dec_string(jdec *d, value *out) {
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 return dec_fail(d, q - 6, "a high surrogate before a low surrogate");
             }
-            k += put_utf8(o + k, cp);
+            k += utf8_put(o + k, cp);
             break;
         }
         default:
@@ -555,7 +509,8 @@ void json_encode_string(const char *s, size_t len, ec_buf *out) {
             p++;
             continue;
         }
-        int n = c >= 0x80 ? utf8_seq(p, (size_t)(end - p)) : 0;
+        uint32_t cp;
+        int n = c >= 0x80 ? utf8_decode(p, (size_t)(end - p), &cp) : 0;
         if (n) {
             p += n;
             continue;
