@@ -12,7 +12,7 @@ WARN    = -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers -Wno-fo
 CFLAGS  = -std=gnu11 -D_GNU_SOURCE -g -O2 $(WARN) -fPIC -fvisibility=hidden -pthread
 # C unit tests, CLI and fuzzers can be built with sanitizers (SAN=1, clang);
 # the NIF library is always the plain build: it must load into a stock VM.
-SANFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -fPIC -pthread -fno-omit-frame-pointer \
+SANFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -Wno-unknown-warning-option -fPIC -pthread -fno-omit-frame-pointer \
            -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS    = -lrdkafka -lcjson -lpcre2-8 -lssl -lcrypto -lz -lm -lpthread
 
@@ -98,7 +98,7 @@ clean:
 # each for FUZZ_SECONDS on its seed corpus (test/fuzz-corpus/NAME).
 FUZZ_SRC  = $(wildcard c_src/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRC:c_src/fuzz/%.c=_build/fuzz/%)
-FUZZFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -pthread -fsanitize=fuzzer,address,undefined
+FUZZFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -Wno-unknown-warning-option -pthread -fsanitize=fuzzer,address,undefined
 
 fuzz: $(FUZZ_BINS)
 

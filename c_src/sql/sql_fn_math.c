@@ -147,11 +147,17 @@ FN(bitsl) {
         *out = v_int(0);
         return EC_OK;
     }
-    /* the result must fit: shifting back gives x */
-    if (s >= 63 || ((x << s) >> s) != x)
-        return sql_fn_fail(ev, "bitsl: result outside the 64-bit integer range");
-    *out = v_int((int64_t)((uint64_t)x << s));
-    return EC_OK;
+    /* x * 2^s must fit in 64 bits (EMQX has bignums; we refuse what does not fit) */
+    int64_t r;
+    if (s < 63 && !__builtin_mul_overflow(x, (int64_t)1 << s, &r)) {
+        *out = v_int(r);
+        return EC_OK;
+    }
+    if (s == 63 && x == -1) {
+        *out = v_int(INT64_MIN);
+        return EC_OK;
+    }
+    return sql_fn_fail(ev, "bitsl: result outside the 64-bit integer range");
 }
 
 FN(bitsr) {

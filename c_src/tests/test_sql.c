@@ -1,6 +1,7 @@
 /* test_sql.c - rule SQL: golden conformance cases, parser caps and errors,
  * the topic index. */
 #include <stdlib.h>
+#include <time.h>
 
 #include "../core/json.h"
 #include "../sql/sql_eval.h"
@@ -185,4 +186,41 @@ TEST(sql_payload_decoded_once_per_message) {
     arena_free(&a);
     sql_rule_free(r1);
     sql_rule_free(r2);
+}
+
+static const char *answer(const char *req, arena *a, ec_buf *out) {
+    buf_clear(out);
+    sql_tester_answer(req, strlen(req), a, out);
+    buf_putc(out, '\0');
+    return out->p;
+}
+
+TEST(sql_rfc3339_uses_host_offset) {
+    arena a;
+    arena_init(&a, 4096);
+    ec_buf out;
+    buf_init(&out);
+    const char *req = "{\"sql\":\"SELECT unix_ts_to_rfc3339(1708671600) as a, "
+                      "unix_ts_to_rfc3339(1708671600766, 'millisecond') as b FROM \\\"t\\\"\","
+                      "\"context\":{\"topic\":\"t\"}}";
+    const char *old = getenv("TZ");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("TZ", "UTC0", 1);
+    tzset();
+    CHECK_STR(answer(req, &a, &out),
+              "{\"matched\":true,\"output\":{\"b\":\"2024-02-23T07:00:00.766+00:00\","
+              "\"a\":\"2024-02-23T07:00:00+00:00\"}}");
+    setenv("TZ", "CST-8", 1); /* POSIX zone string: UTC+8, no tzdata needed */
+    tzset();
+    CHECK_STR(answer(req, &a, &out),
+              "{\"matched\":true,\"output\":{\"b\":\"2024-02-23T15:00:00.766+08:00\","
+              "\"a\":\"2024-02-23T15:00:00+08:00\"}}");
+    if (saved)
+        setenv("TZ", saved, 1);
+    else
+        unsetenv("TZ");
+    tzset();
+    free(saved);
+    buf_free(&out);
+    arena_free(&a);
 }
