@@ -657,12 +657,14 @@ static ec_status eval(ev_state *s, const sql_node *n, value *out) {
     case N_RANGE: {
         int64_t lo = n->u.range.lo, hi = n->u.range.hi;
         bool ok;
-        if (hi >= lo && hi - lo > 1000000)
-            return sql_fn_fail(ev, "range [%lld..%lld] too large", (long long)lo, (long long)hi);
-        value arr = v_array_new(ev->a, hi >= lo ? (uint32_t)(hi - lo + 1) : 1, &ok);
+        uint64_t count = hi >= lo ? (uint64_t)hi - (uint64_t)lo + 1 : 0;
+        if (count > 1000000)
+            return sql_fn_fail(ev, "range [%lld..%lld] has more than 1000000 items", (long long)lo,
+                               (long long)hi);
+        value arr = v_array_new(ev->a, count ? (uint32_t)count : 1, &ok);
         if (!ok) return oom(ev);
-        for (int64_t i = lo; i <= hi; i++)
-            if (!v_array_push(ev->a, &arr, v_int(i))) return oom(ev);
+        for (uint64_t i = 0; i < count; i++)
+            if (!v_array_push(ev->a, &arr, v_int(lo + (int64_t)i))) return oom(ev);
         *out = arr;
         return EC_OK;
     }

@@ -9,6 +9,10 @@
 #include "sql_eval.h"
 #include "sql_funcs.h"
 
+/* Caps on what one function call may build (a rule cannot exhaust memory). */
+#define SQL_MAX_RESULT_BYTES ((size_t)16 << 20)
+#define SQL_MAX_RESULT_ITEMS 1000000
+
 #define FN(name)    ec_status fn_##name(sql_eval *ev, const value *a, uint32_t n, value *out)
 #define UNUSED_ARGS (void)a, (void)n
 

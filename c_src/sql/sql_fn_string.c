@@ -554,6 +554,8 @@ FN(pad) {
         if (!fn_text(&a[3], &pc, &pclen)) return fn_badarg(ev, "pad", "a string", &a[3]);
     }
     int64_t have = (int64_t)glen(s, len), k = want > have ? want - have : 0;
+    if (k > 0 && (uint64_t)k > SQL_MAX_RESULT_BYTES / (pclen ? pclen : 1))
+        return sql_fn_fail(ev, "pad: result larger than %zu bytes", SQL_MAX_RESULT_BYTES);
     int64_t left = dir == 0 ? k : dir == 2 ? k / 2 : 0, right = k - left;
     abuf b;
     ab_init(&b, ev->a);

@@ -70,8 +70,12 @@ static int64_t local_offset(int64_t secs) {
 }
 
 /* offset syntax: Z z +hh +hh:mm +hh:mm:ss +hhmm +hhmmss local, or integer seconds */
+#define MAX_OFFSET_SECS (366 * 86400)   /* larger offsets are refused as invalid */
+#define MAX_ABS_SECS    1000000000000LL /* about +-31,000 years around 1970 */
+
 static bool parse_offset(const value *v, int64_t at_secs, int64_t *out) {
     if (v->type == VT_INT) {
+        if (v->u.i > MAX_OFFSET_SECS || v->u.i < -MAX_OFFSET_SECS) return false;
         *out = v->u.i;
         return true;
     }
@@ -127,6 +131,8 @@ static int64_t now_in(tunit u) {
 static ec_status format_ts(sql_eval *ev, int64_t ts, tunit u, int64_t off, const char *fmt,
                            size_t flen, value *out) {
     int64_t secs = floor_div(ts, per_sec[u]);
+    if (secs > MAX_ABS_SECS || secs < -MAX_ABS_SECS)
+        return sql_fn_fail(ev, "timestamp out of range");
     int64_t frac_ns = (ts - secs * per_sec[u]) * (1000000000 / per_sec[u]);
     int64_t local = secs + off;
     int64_t days = floor_div(local, 86400), sod = local - days * 86400;
@@ -216,8 +222,14 @@ static bool digits(const char *s, size_t n, size_t at, int count, int64_t *out) 
     return true;
 }
 
-static int64_t to_unit(int64_t secs, int64_t frac_ns, tunit u) {
-    return secs * per_sec[u] + frac_ns / (1000000000 / per_sec[u]);
+/* seconds + fraction -> unit; false when it does not fit in 64 bits */
+static bool to_unit(int64_t secs, int64_t frac_ns, tunit u, int64_t *out) {
+    int64_t r;
+    if (__builtin_mul_overflow(secs, per_sec[u], &r) ||
+        __builtin_add_overflow(r, frac_ns / (1000000000 / per_sec[u]), &r))
+        return false;
+    *out = r;
+    return true;
 }
 
 FN(rfc3339_to_unix_ts) {
@@ -250,8 +262,10 @@ FN(rfc3339_to_unix_ts) {
         (len - i == 5 && memcmp(s + i, "local", 5) == 0))
         goto bad;
     if (!valid_date(y, (int)mo, (int)d) || h > 23 || mi > 59 || se > 60) goto bad;
-    int64_t secs = days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + se - off;
-    *out = v_int(to_unit(secs, frac, u));
+    int64_t secs = days_from_civil(y, (int)mo, (int)d) * 86400 + h * 3600 + mi * 60 + se - off, r;
+    if (!to_unit(secs, frac, u, &r))
+        return sql_fn_fail(ev, "rfc3339_to_unix_ts: result out of range");
+    *out = v_int(r);
     return EC_OK;
 bad:
     return sql_fn_fail(ev, "rfc3339_to_unix_ts: invalid RFC 3339 time '%.*s'",
@@ -347,8 +361,10 @@ FN(date_to_unix_ts) {
     if (!valid_date(f[0], (int)f[1], (int)f[2]) || f[3] > 23 || f[4] > 59 || f[5] > 60)
         return sql_fn_fail(ev, "date_to_unix_ts: invalid date");
     int64_t secs = days_from_civil(f[0], (int)f[1], (int)f[2]) * 86400 + f[3] * 3600 + f[4] * 60 +
-                   f[5] - off - extra_off;
-    *out = v_int(to_unit(secs, frac, u));
+                   f[5] - off - extra_off,
+            r;
+    if (!to_unit(secs, frac, u, &r)) return sql_fn_fail(ev, "date_to_unix_ts: result out of range");
+    *out = v_int(r);
     return EC_OK;
 }
 
