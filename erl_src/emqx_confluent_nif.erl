@@ -7,7 +7,8 @@
 
 -export([nif_info/0,
          json_decode/1, json_encode/1,
-         producer_new/1, producer_send/6, producer_ping/2, producer_close/1]).
+         producer_new/1, producer_send/6, producer_ping/2, producer_close/1,
+         rule_compile/2, ruleset_new/1, ruleset_eval/2, rule_test/1]).
 
 -on_load(init/0).
 
@@ -17,7 +18,10 @@
                         position => non_neg_integer(), line => pos_integer(),
                         column => pos_integer()}.
 -opaque producer() :: reference().
--export_type([error_info/0, producer/0]).
+-opaque rule() :: reference().
+-opaque ruleset() :: reference().
+-type rule_result() :: {ok, map() | [map()]} | no_result | {error, binary()}.
+-export_type([error_info/0, producer/0, rule/0, ruleset/0, rule_result/0]).
 
 init() ->
     erlang:load_nif(filename:join(priv_dir(), ?NIF_NAME), 0).
@@ -67,3 +71,23 @@ producer_ping(_P, _TimeoutMs) -> ?NOT_LOADED.
 %% @doc Flushes (up to 5 s) and destroys the producer. Idempotent.
 -spec producer_close(producer()) -> ok.
 producer_close(_P) -> ?NOT_LOADED.
+
+%% @doc Compiles one rule. A syntax error names line, column and what was
+%% expected: `{error, #{reason := parse, line, column, message}}'.
+-spec rule_compile(Id :: iodata(), Sql :: iodata()) -> {ok, rule()} | {error, error_info()}.
+rule_compile(_Id, _Sql) -> ?NOT_LOADED.
+
+%% @doc An immutable, indexed set of compiled rules.
+-spec ruleset_new([rule()]) -> {ok, ruleset()} | {error, error_info()}.
+ruleset_new(_Rules) -> ?NOT_LOADED.
+
+%% @doc Runs every rule of the set whose FROM matches the message (or event,
+%% when `event' is not message.publish) against its column map (atom keys).
+%% One entry per triggered rule, in rule order.
+-spec ruleset_eval(ruleset(), map()) -> [{RuleId :: binary(), rule_result()}].
+ruleset_eval(_Set, _Columns) -> ?NOT_LOADED.
+
+%% @doc The rule tester: one JSON request in, one JSON answer out (the same
+%% code as priv/bin/rule-test).
+-spec rule_test(iodata()) -> binary().
+rule_test(_RequestJson) -> ?NOT_LOADED.

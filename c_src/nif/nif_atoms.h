@@ -30,7 +30,8 @@
     X(upgrades)                                                                                    \
     X(unloads)                                                                                     \
     X(live_producers)                                                                              \
-    X(live_resources)
+    X(live_resources)                                                                              \
+    X(no_result)
 
 #define EC_ATOM_DECL(name) extern ERL_NIF_TERM ATOM_##name;
 EC_ATOM_LIST(EC_ATOM_DECL)

@@ -26,6 +26,7 @@ static int on_load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     (void)info;
     nif_atoms_init(env);
     if (nif_producer_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
+    if (nif_rules_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
     atomic_fetch_add(&n_loads, 1);
     *priv = NULL;
     return 0;
@@ -37,6 +38,7 @@ static int on_upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM
     (void)old_priv, (void)info;
     nif_atoms_init(env);
     if (nif_producer_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
+    if (nif_rules_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     atomic_fetch_add(&n_upgrades, 1);
     *priv = NULL;
     return 0;
@@ -79,6 +81,14 @@ static ErlNifFunc nif_funcs[] = {
     {"producer_ping", 2, nif_producer_ping, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* flushes outstanding records, joins the poll thread */
     {"producer_close", 1, nif_producer_close, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* bounded by SQL_MAX_BYTES: well under 1 ms */
+    {"rule_compile", 2, nif_rule_compile, 0},
+    /* linear in the FROM filters of the set */
+    {"ruleset_new", 1, nif_ruleset_new, 0},
+    /* per message: microseconds; reschedules itself to dirty CPU for big payloads */
+    {"ruleset_eval", 2, nif_ruleset_eval, 0},
+    /* a test request may run any function on any payload */
+    {"rule_test", 1, nif_rule_test, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(emqx_confluent_nif, nif_funcs, on_load, NULL, on_upgrade, on_unload)

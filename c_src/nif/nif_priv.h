@@ -12,6 +12,12 @@ extern ErlNifResourceType *nif_producer_type;
 extern atomic_long nif_live_resources;
 
 int nif_producer_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
+int nif_rules_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
+
+ERL_NIF_TERM nif_rule_compile(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_ruleset_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_ruleset_eval(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_rule_test(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 ERL_NIF_TERM nif_producer_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_producer_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

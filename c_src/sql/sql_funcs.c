@@ -17,9 +17,9 @@
     X(ceil)                                                                                        \
     X(floor)                                                                                       \
     X(round)                                                                                       \
-    X(sqrt) X(power) X(exp) X(log) X(log10) X(log2) X(fmod) X(sin) X(cos) X(tan) X(asin) X(acos)   \
-        X(atan) X(sinh) X(cosh) X(tanh) X(asinh) X(acosh) X(atanh) X(random) X(div)                \
-            X(mod) /* bits */                                                                      \
+    X(sqrt)                                                                                        \
+    X(power) X(exp) X(log) X(log10) X(log2) X(fmod) X(sin) X(cos) X(tan) X(asin) X(acos) X(atan)   \
+        X(sinh) X(cosh) X(tanh) X(asinh) X(acosh) X(atanh) X(random) X(div) X(mod) /* bits */      \
         X(bitand) X(bitor) X(bitxor) X(bitnot) X(bitsl) X(bitsr) X(bitsize) X(bytesize)            \
             X(subbits) /* conversion and checks */                                                 \
         X(str) X(str_utf8) X(str_utf16_le) X(int) X(float) X(float2str) X(bool) X(map)             \
