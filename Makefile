@@ -3,7 +3,7 @@
 #   make test       every suite (C unit tests + common_test); SAN=1 for ASan+UBSan C tests
 #   make deps       install what a fresh Debian bookworm machine lacks (scripts/deps.sh)
 #   make fmt-check  clang-format check of c_src/
-.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz clean
+.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench clean
 
 CC      ?= cc
 SAN     ?= 0
@@ -105,3 +105,13 @@ fuzz: $(FUZZ_BINS)
 _build/fuzz/%: c_src/fuzz/%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p _build/fuzz
 	clang $(FUZZFLAGS) -o $@ $< $(CORE_SRC) $(LIBS)
+
+# Benchmarks (not part of make test): figures go to bench/RESULTS.md by hand,
+# with the command, the machine and the baseline of the same run.
+BENCH_BIN = _build/bench/bench_rules
+$(BENCH_BIN): bench/bench_rules.c $(call obj,$(CORE_SRC),_build/c)
+	@mkdir -p _build/bench
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+bench: $(BENCH_BIN)
+	taskset -c 0 $(BENCH_BIN)
