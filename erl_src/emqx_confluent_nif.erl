@@ -8,7 +8,8 @@
 -export([nif_info/0,
          json_decode/1, json_encode/1,
          producer_new/1, producer_send/6, producer_ping/2, producer_close/1,
-         rule_compile/2, ruleset_new/1, ruleset_eval/2, rule_test/1]).
+         rule_compile/2, ruleset_new/1, ruleset_eval/2, rule_test/1,
+         rule_metrics/1, rule_metrics_reset/1]).
 
 -on_load(init/0).
 
@@ -91,3 +92,11 @@ ruleset_eval(_Set, _Columns) -> ?NOT_LOADED.
 %% code as priv/bin/rule-test).
 -spec rule_test(iodata()) -> binary().
 rule_test(_RequestJson) -> ?NOT_LOADED.
+
+%% @doc EMQX's rule counters: matched, passed, failed, 'failed.exception',
+%% 'failed.no_result', 'actions.total', 'actions.success', 'actions.failed'.
+-spec rule_metrics(rule()) -> #{atom() => non_neg_integer()}.
+rule_metrics(_Rule) -> ?NOT_LOADED.
+
+-spec rule_metrics_reset(rule()) -> ok.
+rule_metrics_reset(_Rule) -> ?NOT_LOADED.

@@ -150,7 +150,7 @@ ENV
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cid
     cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
-    java_cmd "$dir" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
+    java_cmd "$dir" kafka.tools.StorageTool format --cluster-id="$cid" --config="$dir/server.properties" \
       > "$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "storage format failed"; }
   fi
   nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \

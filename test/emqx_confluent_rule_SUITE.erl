@@ -12,7 +12,7 @@
 
 all() ->
     [t_golden_cases, t_cli_answers_like_nif, t_compile_error_shape, t_ruleset_eval,
-     t_ruleset_events, t_ruleset_errors_isolated, t_big_payload_no_long_schedule,
+     t_ruleset_events, t_ruleset_errors_isolated, t_rule_metrics, t_big_payload_no_long_schedule,
      t_prop_arith_model, t_prop_compare_model, t_prop_parser_total].
 
 init_per_suite(Config) ->
@@ -128,6 +128,18 @@ t_ruleset_errors_isolated(_) ->
     [{<<"bad">>, {error, Msg}}, {<<"good">>, {ok, #{<<"p">> := <<"not json">>}}}] =
         ?NIF:ruleset_eval(Set, publish(<<"t/1">>, <<"not json">>)),
     ?assertMatch({match, _}, re:run(Msg, "decode_json_failed")).
+
+t_rule_metrics(_) ->
+    Bad = compile(<<"m">>, <<"SELECT payload.x as x FROM \"t/#\" WHERE payload.x > 1">>),
+    {ok, Set} = ?NIF:ruleset_new([Bad]),
+    _ = ?NIF:ruleset_eval(Set, publish(<<"t/1">>, <<"{\"x\":5}">>)),   %% passed
+    _ = ?NIF:ruleset_eval(Set, publish(<<"t/1">>, <<"{\"x\":0}">>)),   %% no result
+    _ = ?NIF:ruleset_eval(Set, publish(<<"t/1">>, <<"nope">>)),        %% exception
+    _ = ?NIF:ruleset_eval(Set, publish(<<"u/1">>, <<"{}">>)),          %% not triggered
+    ?assertMatch(#{matched := 3, passed := 1, failed := 2, 'failed.exception' := 1,
+                   'failed.no_result' := 1}, ?NIF:rule_metrics(Bad)),
+    ok = ?NIF:rule_metrics_reset(Bad),
+    ?assertMatch(#{matched := 0, passed := 0, failed := 0}, ?NIF:rule_metrics(Bad)).
 
 t_big_payload_no_long_schedule(_) ->
     {ok, Set} = ?NIF:ruleset_new([compile(<<"r">>, <<"SELECT length(payload.l) as n FROM \"t/#\"">>)]),

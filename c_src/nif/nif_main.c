@@ -87,6 +87,9 @@ static ErlNifFunc nif_funcs[] = {
     {"ruleset_new", 1, nif_ruleset_new, 0},
     /* per message: microseconds; reschedules itself to dirty CPU for big payloads */
     {"ruleset_eval", 2, nif_ruleset_eval, 0},
+    /* reads/zeroes atomic counters */
+    {"rule_metrics", 1, nif_rule_metrics, 0},
+    {"rule_metrics_reset", 1, nif_rule_metrics_reset, 0},
     /* a test request may run any function on any payload */
     {"rule_test", 1, nif_rule_test, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };

@@ -20,8 +20,9 @@
 
 ErlNifResourceType *nif_rule_type, *nif_ruleset_type;
 
-#define NIF_EVAL_DIRTY_BYTES (64 * 1024) /* payloads above this evaluate on a dirty CPU scheduler  \
-                                          */
+#define NIF_EVAL_DIRTY_BYTES                                                                       \
+    (64 * 1024) /* payloads above this evaluate on a dirty CPU scheduler                           \
+                 */
 
 typedef struct rule_res {
     sql_rule *rule;
@@ -154,10 +155,10 @@ static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     sql_msg_init(&msg, &cols);
     ERL_NIF_TERM results = enif_make_list(env, 0);
     for (size_t k = n; k > 0; k--) { /* built backwards: the list comes out in rule order */
-        const sql_rule *r = s->rules[idx[k - 1]];
+        sql_rule *r = s->rules[idx[k - 1]];
         value out;
         ERL_NIF_TERM res;
-        switch (sql_eval_stmt(&r->stmt, &msg, r->id, r->id_len, &a, &out, &err)) {
+        switch ((sql_outcome)sql_rule_eval(r, &msg, &a, &out, &err)) {
         case SQL_MATCHED: res = enif_make_tuple2(env, ATOM_ok, nif_value_to_term(env, &out)); break;
         case SQL_NO_RESULT: res = ATOM_no_result; break;
         default:
@@ -183,6 +184,38 @@ ERL_NIF_TERM nif_ruleset_eval(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         return enif_schedule_nif(env, "ruleset_eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now,
                                  argc, argv);
     return eval_now(env, argc, argv);
+}
+
+/* rule_metrics(Rule) -> #{matched, passed, failed, 'failed.exception', ...} */
+ERL_NIF_TERM nif_rule_metrics(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    rule_res *r;
+    if (!enif_get_resource(env, argv[0], nif_rule_type, (void **)&r)) return enif_make_badarg(env);
+    const sql_rule_metrics *m = &r->rule->metrics;
+    struct {
+        const char *name;
+        const _Atomic uint64_t *v;
+    } rows[] = {{"matched", &m->matched},
+                {"passed", &m->passed},
+                {"failed", &m->failed},
+                {"failed.exception", &m->failed_exception},
+                {"failed.no_result", &m->failed_no_result},
+                {"actions.total", &m->actions_total},
+                {"actions.success", &m->actions_success},
+                {"actions.failed", &m->actions_failed}};
+    ERL_NIF_TERM map = enif_make_new_map(env);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        enif_make_map_put(env, map, enif_make_atom(env, rows[i].name),
+                          enif_make_uint64(env, atomic_load(rows[i].v)), &map);
+    return map;
+}
+
+ERL_NIF_TERM nif_rule_metrics_reset(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    rule_res *r;
+    if (!enif_get_resource(env, argv[0], nif_rule_type, (void **)&r)) return enif_make_badarg(env);
+    sql_rule_metrics_reset(r->rule);
+    return ATOM_ok;
 }
 
 /* Registered dirty CPU: a request may run any function on any payload. */

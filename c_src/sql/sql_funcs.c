@@ -10,6 +10,7 @@
 
 #include "sql_fn.h"
 
+// clang-format off
 #define DECL(name) ec_status fn_##name(sql_eval *, const value *, uint32_t, value *);
 #define SQL_FUNC_LIST(X)                                                                           \
     /* math */                                                                                     \
@@ -18,8 +19,9 @@
     X(floor)                                                                                       \
     X(round)                                                                                       \
     X(sqrt)                                                                                        \
-    X(power) X(exp) X(log) X(log10) X(log2) X(fmod) X(sin) X(cos) X(tan) X(asin) X(acos) X(atan)   \
-        X(sinh) X(cosh) X(tanh) X(asinh) X(acosh) X(atanh) X(random) X(div) X(mod) /* bits */      \
+    X(power)                                                                                       \
+    X(exp) X(log) X(log10) X(log2) X(fmod) X(sin) X(cos) X(tan) X(asin) X(acos) X(atan) X(sinh)    \
+        X(cosh) X(tanh) X(asinh) X(acosh) X(atanh) X(random) X(div) X(mod) /* bits */              \
         X(bitand) X(bitor) X(bitxor) X(bitnot) X(bitsl) X(bitsr) X(bitsize) X(bytesize)            \
             X(subbits) /* conversion and checks */                                                 \
         X(str) X(str_utf8) X(str_utf16_le) X(int) X(float) X(float2str) X(bool) X(map)             \
@@ -44,6 +46,7 @@
 
 SQL_FUNC_LIST(DECL)
 #undef DECL
+// clang-format on
 
 #define V SQL_VARIADIC
 /* name, min arity, max arity, flags, implementation. Sorted by name at first

@@ -1,6 +1,7 @@
 /* sql_rules.c - rule compilation, event names, and the topic-filter trie. */
 #include "sql_rules.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,29 @@ void sql_rule_free(sql_rule *r) {
     if (!r) return;
     arena_free(&r->a);
     free(r);
+}
+
+int sql_rule_eval(sql_rule *r, sql_msg *msg, arena *a, value *out, ec_error *err) {
+    sql_rule_metrics *m = &r->metrics;
+    atomic_fetch_add_explicit(&m->matched, 1, memory_order_relaxed);
+    sql_outcome o = sql_eval_stmt(&r->stmt, msg, r->id, r->id_len, a, out, err);
+    if (o == SQL_MATCHED) {
+        atomic_fetch_add_explicit(&m->passed, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&m->failed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(o == SQL_NO_RESULT ? &m->failed_no_result : &m->failed_exception,
+                                  1, memory_order_relaxed);
+    }
+    return (int)o;
+}
+
+void sql_rule_metrics_reset(sql_rule *r) {
+    _Atomic uint64_t *c[] = {&r->metrics.matched,          &r->metrics.passed,
+                             &r->metrics.failed,           &r->metrics.failed_exception,
+                             &r->metrics.failed_no_result, &r->metrics.actions_total,
+                             &r->metrics.actions_success,  &r->metrics.actions_failed};
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        atomic_store(c[i], 0);
 }
 
 static const sql_event_def events[] = {

@@ -9,6 +9,7 @@
 #ifndef EC_SQL_RULES_H
 #define EC_SQL_RULES_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,18 +18,37 @@
 #include "../core/error.h"
 #include "sql_ast.h"
 
+/* EMQX's rule metrics (rule-sql.md §5.11); actions.* are counted by the sink. */
+typedef struct sql_rule_metrics {
+    _Atomic uint64_t matched; /* every evaluation */
+    _Atomic uint64_t passed;
+    _Atomic uint64_t failed; /* = exception + no_result */
+    _Atomic uint64_t failed_exception;
+    _Atomic uint64_t failed_no_result;
+    _Atomic uint64_t actions_total;
+    _Atomic uint64_t actions_success;
+    _Atomic uint64_t actions_failed;
+} sql_rule_metrics;
+
 typedef struct sql_rule {
     arena a; /* owns everything below */
     char *id;
     size_t id_len;
     sql_stmt stmt;
     char *sql; /* the original text */
+    sql_rule_metrics metrics;
 } sql_rule;
 
 /* Compiles sql for rule id. The text and id are copied. */
 ec_status sql_rule_compile(const char *id, size_t id_len, const char *sql, size_t len,
                            sql_rule **out, ec_error *err);
 void sql_rule_free(sql_rule *r);
+
+struct sql_msg;
+/* Evaluates r for msg (sql_eval_stmt) and counts the outcome in r->metrics. */
+int sql_rule_eval(sql_rule *r, struct sql_msg *msg, arena *a, value *out, ec_error *err);
+/* Zeroes every counter. */
+void sql_rule_metrics_reset(sql_rule *r);
 
 /* The event triggered by a FROM topic of "$events/..." (legacy or 5.10 name). */
 typedef struct sql_event_def {
