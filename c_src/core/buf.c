@@ -7,10 +7,16 @@ void buf_init(ec_buf *b) {
     b->p = NULL;
     b->len = b->cap = 0;
     b->oom = false;
+    b->a = NULL;
+}
+
+void buf_init_arena(ec_buf *b, arena *a) {
+    buf_init(b);
+    b->a = a;
 }
 
 void buf_free(ec_buf *b) {
-    free(b->p);
+    if (!b->a) free(b->p);
     buf_init(b);
 }
 
@@ -25,7 +31,7 @@ bool buf_reserve(ec_buf *b, size_t n) {
         }
         cap *= 2;
     }
-    char *p = realloc(b->p, cap);
+    char *p = b->a ? arena_realloc(b->a, b->p, b->cap, cap) : realloc(b->p, cap);
     if (!p) {
         b->oom = true;
         return false;

@@ -45,46 +45,8 @@ static inline bool fn_is(const value *v, const char *lit) {
     return v->type == VT_BIN && v->len == n && memcmp(v->u.s, lit, n) == 0;
 }
 
-/* A string being built in the evaluation arena (grows in place while it is
- * the arena's latest allocation): no copy when it becomes the result. */
-typedef struct abuf {
-    arena *a;
-    char *p;
-    size_t len, cap;
-    bool oom;
-} abuf;
-static inline void ab_init(abuf *b, arena *a) {
-    b->a = a;
-    b->p = NULL;
-    b->len = b->cap = 0;
-    b->oom = false;
-}
-static inline bool ab_reserve(abuf *b, size_t n) {
-    if (b->oom) return false;
-    if (b->cap - b->len >= n) return true;
-    size_t cap = b->cap ? b->cap * 2 : 64;
-    while (cap - b->len < n)
-        cap *= 2;
-    char *p = arena_realloc(b->a, b->p, b->cap, cap);
-    if (!p) return !(b->oom = true);
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-static inline void ab_put(abuf *b, const void *s, size_t n) {
-    if (n && ab_reserve(b, n)) {
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-    }
-}
-static inline void ab_putc(abuf *b, char c) {
-    if (ab_reserve(b, 1)) b->p[b->len++] = c;
-}
-static inline void ab_puts(abuf *b, const char *s) {
-    ab_put(b, s, strlen(s));
-}
-/* The built string as the function result. */
-ec_status fn_ret_ab(sql_eval *ev, abuf *b, value *out);
+/* The string built in an arena buffer (buf_init_arena) as the function result. */
+ec_status fn_ret_ab(sql_eval *ev, ec_buf *b, value *out);
 
 /* A binary copied into the evaluation arena (undefined type on OOM: check). */
 ec_status fn_ret_bin(sql_eval *ev, const char *s, size_t len, value *out);
@@ -95,9 +57,7 @@ ec_status fn_oom(sql_eval *ev);
 /* str(): EMQX's value-to-text conversion (spec rule-functions §3). */
 ec_status sql_value_to_str(sql_eval *ev, const value *v, value *out);
 /* Appends str(v) to b; an error (in ev) when v cannot be converted. */
-ec_status fn_str_append(sql_eval *ev, const value *v, abuf *b, const char *fname);
-/* EMQX's float text for str() and templates: at most 10 decimals, compact. */
-size_t fn_fmt_float10(double d, char *buf, size_t cap);
+ec_status fn_str_append(sql_eval *ev, const value *v, ec_buf *b, const char *fname);
 /* Decodes a JSON string argument that stands for a map (map functions). */
 ec_status fn_as_map(sql_eval *ev, const char *fname, const value *v, value *out);
 

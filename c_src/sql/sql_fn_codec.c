@@ -101,13 +101,13 @@ static ec_status inflate_as(sql_eval *ev, const char *fname, const value *v, int
     if (!fn_text(v, &s, &len)) return fn_badarg(ev, fname, "a binary", v);
     z_stream z = {0};
     if (inflateInit2(&z, wbits) != Z_OK) return fn_oom(ev);
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     z.next_in = (unsigned char *)s;
     z.avail_in = (uInt)len;
     int rc = Z_OK;
     while (rc != Z_STREAM_END) {
-        if (!ab_reserve(&b, 4096) || b.len > INFLATE_MAX) {
+        if (!buf_reserve(&b, 4096) || b.len > INFLATE_MAX) {
             inflateEnd(&z);
             return b.oom ? fn_oom(ev) : sql_fn_fail(ev, "%s: output larger than 64 MiB", fname);
         }

@@ -6,83 +6,14 @@
 #include <stdlib.h>
 
 #include "../core/json.h"
+#include "../core/text.h"
 #include "../core/utf8.h"
 #include "sql_fn.h"
 
-size_t fn_fmt_float10(double d, char *buf, size_t cap) {
-    /* float_to_binary(F, [{decimals, 10}, compact]) */
-    int len = snprintf(buf, cap, "%.10f", d);
-    if (len < 0 || (size_t)len >= cap) return 0;
-    char *dot = strchr(buf, '.');
-    if (dot) {
-        char *end = buf + len;
-        while (end > dot + 2 && end[-1] == '0')
-            end--;
-        *end = '\0';
-        len = (int)(end - buf);
-    }
-    return (size_t)len;
-}
-
-static bool printable_list(const value *v) {
-    for (uint32_t i = 0; i < v->len; i++) {
-        const value *e = &v->u.items[i];
-        if (e->type != VT_INT) return false;
-        int64_t c = e->u.i;
-        if (!((c >= 32 && c <= 126) || (c >= 8 && c <= 13) || c == 27 ||
-              (c >= 160 && c <= 0x10FFFF && !(c >= 0xD800 && c <= 0xDFFF))))
-            return false;
-    }
-    return true;
-}
-
-ec_status fn_str_append(sql_eval *ev, const value *v, abuf *b, const char *fname) {
-    char tmp[400];
-    switch ((vtype)v->type) {
-    case VT_BIN:
-        if ((v->flags >> 4) & 7)
-            return sql_fn_fail(ev,
-                               "%s: a bit string that is not whole bytes cannot be text "
-                               "(use bin2hexstr)",
-                               fname);
-        ab_put(b, v->u.s, v->len);
-        break;
-    case VT_INT: ab_put(b, tmp, json_fmt_int(v->u.i, tmp)); break;
-    case VT_FLOAT: {
-        size_t k = fn_fmt_float10(v->u.f, tmp, sizeof tmp);
-        if (!k) { /* beyond %.10f's room: a huge magnitude; print it exactly */
-            int len = snprintf(NULL, 0, "%.1f", v->u.f);
-            char *big = arena_alloc(ev->a, (size_t)len + 1);
-            if (!big) return fn_oom(ev);
-            snprintf(big, (size_t)len + 1, "%.1f", v->u.f);
-            ab_put(b, big, (size_t)len);
-        } else {
-            ab_put(b, tmp, k);
-        }
-        break;
-    }
-    case VT_BOOL: ab_puts(b, v->u.b ? "true" : "false"); break;
-    case VT_NULL: ab_puts(b, "null"); break;
-    case VT_UNDEF: ab_puts(b, "undefined"); break;
-    case VT_ARRAY:
-        if (printable_list(v)) { /* Erlang prints a printable list as its characters */
-            for (uint32_t i = 0; i < v->len; i++) {
-                char u[4];
-                ab_put(b, u, utf8_put(u, (uint32_t)v->u.items[i].u.i));
-            }
-            break;
-        }
-        /* fallthrough */
-    case VT_MAP: {
-        ec_buf jb;
-        buf_init(&jb);
-        bool ok = json_encode(v, &jb);
-        if (ok) ab_put(b, jb.p, jb.len);
-        buf_free(&jb);
-        if (!ok) return fn_oom(ev);
-        break;
-    }
-    }
+ec_status fn_str_append(sql_eval *ev, const value *v, ec_buf *b, const char *fname) {
+    if (!text_append(b, v, TEXT_UNDEF_WORD))
+        return sql_fn_fail(ev, "%s: a bit string that is not whole bytes cannot be text "
+                               "(use bin2hexstr)", fname);
     return b->oom ? fn_oom(ev) : EC_OK;
 }
 
@@ -92,8 +23,8 @@ ec_status sql_value_to_str(sql_eval *ev, const value *v, value *out) {
         out->flags = 0;
         return EC_OK;
     }
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     ec_status st = fn_str_append(ev, v, &b, "str");
     if (st) return st;
     return fn_ret_ab(ev, &b, out);
@@ -117,8 +48,8 @@ FN(str_utf16_le) {
     value s;
     ec_status st = sql_value_to_str(ev, &a[0], &s);
     if (st) return st;
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     const unsigned char *p = (const unsigned char *)s.u.s, *end = p + s.len;
     while (p < end) {
         uint32_t cp;
@@ -129,10 +60,10 @@ FN(str_utf16_le) {
             cp -= 0x10000;
             uint16_t hi = (uint16_t)(0xD800 + (cp >> 10)), lo = (uint16_t)(0xDC00 + (cp & 0x3FF));
             char w[4] = {(char)(hi & 0xFF), (char)(hi >> 8), (char)(lo & 0xFF), (char)(lo >> 8)};
-            ab_put(&b, w, 4);
+            buf_append(&b, w, 4);
         } else {
             char w[2] = {(char)(cp & 0xFF), (char)(cp >> 8)};
-            ab_put(&b, w, 2);
+            buf_append(&b, w, 2);
         }
     }
     return fn_ret_ab(ev, &b, out);
@@ -253,13 +184,13 @@ FN(map) {
 
 static ec_status hex_of(sql_eval *ev, const value *v, const char *prefix, size_t plen, value *out) {
     static const char hx[] = "0123456789ABCDEF";
-    abuf b;
-    ab_init(&b, ev->a);
-    ab_put(&b, prefix, plen);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
+    buf_append(&b, prefix, plen);
     uint32_t pad = (v->flags >> 4) & 7;
     const unsigned char *p = (const unsigned char *)v->u.s;
     if (!pad) {
-        if (ab_reserve(&b, (size_t)v->len * 2))
+        if (buf_reserve(&b, (size_t)v->len * 2))
             for (uint32_t i = 0; i < v->len; i++) {
                 b.p[b.len++] = hx[p[i] >> 4];
                 b.p[b.len++] = hx[p[i] & 15];
@@ -274,7 +205,7 @@ static ec_status hex_of(sql_eval *ev, const value *v, const char *prefix, size_t
                 int bit = pos < lead ? 0 : (p[(pos - lead) / 8] >> (7 - (pos - lead) % 8)) & 1;
                 nib = (nib << 1) | (unsigned)bit;
             }
-            ab_putc(&b, hx[nib]);
+            buf_putc(&b, hx[nib]);
         }
     }
     return fn_ret_ab(ev, &b, out);

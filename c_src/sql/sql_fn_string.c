@@ -95,28 +95,28 @@ static size_t goffset(const char *s, size_t n, size_t k) {
 
 static ec_status case_map(sql_eval *ev, const value *a, bool up, value *out) {
     NEED_TEXT(up ? "upper" : "lower", 0, s, len);
-    abuf b;
-    ab_init(&b, ev->a);
-    if (!ab_reserve(&b, len)) return fn_oom(ev);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
+    if (!buf_reserve(&b, len)) return fn_oom(ev);
     locale_t l = loc();
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
         if (*p < 0x80) {
             char c = (char)*p++;
-            ab_putc(&b,
+            buf_putc(&b,
                     up ? (c >= 'a' && c <= 'z' ? c - 32 : c) : (c >= 'A' && c <= 'Z' ? c + 32 : c));
             continue;
         }
         uint32_t cp;
         int k = utf8_decode(p, (size_t)(end - p), &cp);
         if (!k) { /* not UTF-8: keep the byte */
-            ab_putc(&b, (char)*p++);
+            buf_putc(&b, (char)*p++);
             continue;
         }
         p += k;
         if (l) cp = (uint32_t)(up ? towupper_l((wint_t)cp, l) : towlower_l((wint_t)cp, l));
         char u[4];
-        ab_put(&b, u, utf8_put(u, cp));
+        buf_append(&b, u, utf8_put(u, cp));
     }
     return fn_ret_ab(ev, &b, out);
 }
@@ -349,8 +349,8 @@ FN(tokens) {
 }
 
 FN(concat) {
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     ec_status st;
     if (n == 2) {
         if ((st = fn_str_append(ev, &a[0], &b, "concat")) ||
@@ -366,19 +366,19 @@ FN(concat) {
 
 /* ---- sprintf: a subset of io_lib:format --------------------------------- */
 
-static void erl_float(double d, abuf *b) {
+static void erl_float(double d, ec_buf *b) {
     char tmp[JSON_DOUBLE_MAX_CHARS + 4];
     json_fmt_double(d, tmp);
     char *e = strchr(tmp, 'e');
     if (!e) {
-        ab_puts(b, tmp);
+        buf_puts(b, tmp);
         return;
     }
     /* Erlang: 1.0e21, 1.5e-7 (a ".0" mantissa, no '+') */
-    ab_put(b, tmp, (size_t)(e - tmp));
-    if (!memchr(tmp, '.', (size_t)(e - tmp))) ab_puts(b, ".0");
-    ab_putc(b, 'e');
-    ab_puts(b, e[1] == '+' ? e + 2 : e + 1);
+    buf_append(b, tmp, (size_t)(e - tmp));
+    if (!memchr(tmp, '.', (size_t)(e - tmp))) buf_puts(b, ".0");
+    buf_putc(b, 'e');
+    buf_puts(b, e[1] == '+' ? e + 2 : e + 1);
 }
 
 static bool printable_bin(const value *v) {
@@ -391,73 +391,73 @@ static bool printable_bin(const value *v) {
 }
 
 /* ~p / ~w of a value, in Erlang syntax */
-static void erl_term(const value *v, abuf *b) {
+static void erl_term(const value *v, ec_buf *b) {
     char tmp[32];
     switch ((vtype)v->type) {
-    case VT_UNDEF: ab_puts(b, "undefined"); break;
-    case VT_NULL: ab_puts(b, "null"); break;
-    case VT_BOOL: ab_puts(b, v->u.b ? "true" : "false"); break;
-    case VT_INT: ab_put(b, tmp, json_fmt_int(v->u.i, tmp)); break;
+    case VT_UNDEF: buf_puts(b, "undefined"); break;
+    case VT_NULL: buf_puts(b, "null"); break;
+    case VT_BOOL: buf_puts(b, v->u.b ? "true" : "false"); break;
+    case VT_INT: buf_append(b, tmp, json_fmt_int(v->u.i, tmp)); break;
     case VT_FLOAT: erl_float(v->u.f, b); break;
     case VT_BIN:
         if (v->flags & VF_ATOM) {
-            ab_put(b, v->u.s, v->len);
+            buf_append(b, v->u.s, v->len);
         } else if (printable_bin(v)) {
-            ab_puts(b, "<<\"");
+            buf_puts(b, "<<\"");
             for (uint32_t i = 0; i < v->len; i++) {
                 char c = v->u.s[i];
-                if (c == '"' || c == '\\') ab_putc(b, '\\');
+                if (c == '"' || c == '\\') buf_putc(b, '\\');
                 if (c == '\n')
-                    ab_puts(b, "\\n");
+                    buf_puts(b, "\\n");
                 else if (c == '\t')
-                    ab_puts(b, "\\t");
+                    buf_puts(b, "\\t");
                 else if (c == '\r')
-                    ab_puts(b, "\\r");
+                    buf_puts(b, "\\r");
                 else
-                    ab_putc(b, c);
+                    buf_putc(b, c);
             }
             bool ascii = true;
             for (uint32_t i = 0; i < v->len; i++)
                 ascii &= (unsigned char)v->u.s[i] < 0x80;
-            ab_puts(b, ascii ? "\">>" : "\"/utf8>>");
+            buf_puts(b, ascii ? "\">>" : "\"/utf8>>");
         } else {
-            ab_puts(b, "<<");
+            buf_puts(b, "<<");
             for (uint32_t i = 0; i < v->len; i++) {
-                if (i) ab_putc(b, ',');
-                ab_put(b, tmp, json_fmt_int((unsigned char)v->u.s[i], tmp));
+                if (i) buf_putc(b, ',');
+                buf_append(b, tmp, json_fmt_int((unsigned char)v->u.s[i], tmp));
             }
-            ab_puts(b, ">>");
+            buf_puts(b, ">>");
         }
         break;
     case VT_ARRAY:
-        ab_putc(b, '[');
+        buf_putc(b, '[');
         for (uint32_t i = 0; i < v->len; i++) {
-            if (i) ab_putc(b, ',');
+            if (i) buf_putc(b, ',');
             erl_term(&v->u.items[i], b);
         }
-        ab_putc(b, ']');
+        buf_putc(b, ']');
         break;
     case VT_MAP:
-        ab_puts(b, "#{");
+        buf_puts(b, "#{");
         for (uint32_t i = 0; i < v->len; i++) {
-            if (i) ab_putc(b, ',');
+            if (i) buf_putc(b, ',');
             erl_term(&v->u.pairs[i].key, b);
-            ab_puts(b, " => ");
+            buf_puts(b, " => ");
             erl_term(&v->u.pairs[i].val, b);
         }
-        ab_putc(b, '}');
+        buf_putc(b, '}');
         break;
     }
 }
 
 static ec_status do_sprintf(sql_eval *ev, const char *fmt, size_t flen, const value *args,
                             uint32_t nargs, value *out) {
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     uint32_t ai = 0;
     for (size_t i = 0; i < flen; i++) {
         if (fmt[i] != '~') {
-            ab_putc(&b, fmt[i]);
+            buf_putc(&b, fmt[i]);
             continue;
         }
         if (++i >= flen) return sql_fn_fail(ev, "sprintf: format ends with '~'");
@@ -469,11 +469,11 @@ static ec_status do_sprintf(sql_eval *ev, const char *fmt, size_t flen, const va
         (void)t;
         char c = fmt[i];
         if (c == 'n') {
-            ab_putc(&b, '\n');
+            buf_putc(&b, '\n');
             continue;
         }
         if (c == '~') {
-            ab_putc(&b, '~');
+            buf_putc(&b, '~');
             continue;
         }
         if (ai >= nargs) return sql_fn_fail(ev, "sprintf: too few arguments for the format");
@@ -481,7 +481,7 @@ static ec_status do_sprintf(sql_eval *ev, const char *fmt, size_t flen, const va
         switch (c) {
         case 's':
             if (v->type == VT_BIN)
-                ab_put(&b, v->u.s, v->len);
+                buf_append(&b, v->u.s, v->len);
             else if (v->type == VT_BOOL || v->type == VT_NULL || v->type == VT_UNDEF)
                 erl_term(v, &b);
             else if (v->type == VT_ARRAY && v->len == 0)
@@ -503,7 +503,7 @@ static ec_status do_sprintf(sql_eval *ev, const char *fmt, size_t flen, const va
             if (v->type != VT_FLOAT) return sql_fn_fail(ev, "sprintf: ~%c needs a float", c);
             char tmp[64];
             int k = snprintf(tmp, sizeof tmp, c == 'f' ? "%.6f" : c == 'e' ? "%.5e" : "%g", v->u.f);
-            ab_put(&b, tmp, (size_t)k);
+            buf_append(&b, tmp, (size_t)k);
             break;
         }
         case 'c':
@@ -511,7 +511,7 @@ static ec_status do_sprintf(sql_eval *ev, const char *fmt, size_t flen, const va
                 return sql_fn_fail(ev, "sprintf: ~c needs a character code");
             {
                 char u[4];
-                ab_put(&b, u, utf8_put(u, (uint32_t)v->u.i));
+                buf_append(&b, u, utf8_put(u, (uint32_t)v->u.i));
             }
             break;
         default: return sql_fn_fail(ev, "sprintf: unsupported control sequence ~%c", c);
@@ -557,13 +557,13 @@ FN(pad) {
     if (k > 0 && (uint64_t)k > SQL_MAX_RESULT_BYTES / (pclen ? pclen : 1))
         return sql_fn_fail(ev, "pad: result larger than %zu bytes", SQL_MAX_RESULT_BYTES);
     int64_t left = dir == 0 ? k : dir == 2 ? k / 2 : 0, right = k - left;
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     for (int64_t i = 0; i < left; i++)
-        ab_put(&b, pc, pclen);
-    ab_put(&b, s, len);
+        buf_append(&b, pc, pclen);
+    buf_append(&b, s, len);
     for (int64_t i = 0; i < right; i++)
-        ab_put(&b, pc, pclen);
+        buf_append(&b, pc, pclen);
     return fn_ret_ab(ev, &b, out);
 }
 
@@ -586,28 +586,28 @@ FN(replace) {
         *out = a[0];
         return EC_OK;
     }
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     if (mode != 0) {
         const char *p = find_sub(s, len, pat, plen, mode == 2);
         if (!p) {
             *out = a[0];
             return EC_OK;
         }
-        ab_put(&b, s, (size_t)(p - s));
-        ab_put(&b, rep, rlen);
-        ab_put(&b, p + plen, len - (size_t)(p - s) - plen);
+        buf_append(&b, s, (size_t)(p - s));
+        buf_append(&b, rep, rlen);
+        buf_append(&b, p + plen, len - (size_t)(p - s) - plen);
         return fn_ret_ab(ev, &b, out);
     }
     size_t i = 0;
     for (;;) {
         const char *p = find_sub(s + i, len - i, pat, plen, false);
         if (!p) break;
-        ab_put(&b, s + i, (size_t)(p - (s + i)));
-        ab_put(&b, rep, rlen);
+        buf_append(&b, s + i, (size_t)(p - (s + i)));
+        buf_append(&b, rep, rlen);
         i = (size_t)(p - s) + plen;
     }
-    ab_put(&b, s + i, len - i);
+    buf_append(&b, s + i, len - i);
     return fn_ret_ab(ev, &b, out);
 }
 
@@ -680,8 +680,8 @@ FN(regex_replace) {
     NEED_TEXT("regex_replace", 2, rep, rlen);
     pcre2_code *code = re_get(ev, pat, plen, "regex_replace");
     if (!code) return ev->err ? ev->err->code : EC_EINVAL;
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     size_t pos = 0, copied = 0;
     while (pos <= len) {
         int rc = re_run(code, s, len, pos);
@@ -689,19 +689,19 @@ FN(regex_replace) {
         if (rc < 0) return sql_fn_fail(ev, "regex_replace: matching failed (%d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(re_md);
         size_t ms = ov[0], me = ov[1];
-        ab_put(&b, s + copied, ms - copied);
+        buf_append(&b, s + copied, ms - copied);
         for (size_t i = 0; i < rlen; i++) { /* & = whole match, \N = group N */
             if (rep[i] == '&') {
-                ab_put(&b, s + ms, me - ms);
+                buf_append(&b, s + ms, me - ms);
             } else if (rep[i] == '\\' && i + 1 < rlen && rep[i + 1] >= '0' && rep[i + 1] <= '9') {
                 int g = rep[++i] - '0';
                 if (g < rc && ov[2 * g] != PCRE2_UNSET)
-                    ab_put(&b, s + ov[2 * g], ov[2 * g + 1] - ov[2 * g]);
+                    buf_append(&b, s + ov[2 * g], ov[2 * g + 1] - ov[2 * g]);
             } else if (rep[i] == '\\' && i + 1 < rlen &&
                        (rep[i + 1] == '&' || rep[i + 1] == '\\')) {
-                ab_putc(&b, rep[++i]);
+                buf_putc(&b, rep[++i]);
             } else {
-                ab_putc(&b, rep[i]);
+                buf_putc(&b, rep[i]);
             }
         }
         copied = me;
@@ -709,12 +709,12 @@ FN(regex_replace) {
             pos = me;
         } else { /* an empty match: keep one byte and move past it */
             if (ms >= len) break;
-            ab_putc(&b, s[ms]);
+            buf_putc(&b, s[ms]);
             copied = ms + 1;
             pos = ms + 1;
         }
     }
-    if (copied < len) ab_put(&b, s + copied, len - copied);
+    if (copied < len) buf_append(&b, s + copied, len - copied);
     return fn_ret_ab(ev, &b, out);
 }
 
@@ -783,10 +783,10 @@ FN(join_to_string) {
     if (n == 2 && !fn_text(&a[0], &sep, &slen))
         return fn_badarg(ev, "join_to_string", "a separator string", &a[0]);
     if (arr->type != VT_ARRAY) return fn_badarg(ev, "join_to_string", "an array", arr);
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     for (uint32_t i = 0; i < arr->len; i++) {
-        if (i) ab_put(&b, sep, slen);
+        if (i) buf_append(&b, sep, slen);
         ec_status st = fn_str_append(ev, &arr->u.items[i], &b, "join_to_string");
         if (st) return st;
     }
@@ -796,11 +796,11 @@ FN(join_to_string) {
 FN(unescape) {
     UNUSED_ARGS;
     NEED_TEXT("unescape", 0, s, len);
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '\\') {
-            ab_putc(&b, s[i]);
+            buf_putc(&b, s[i]);
             continue;
         }
         if (++i >= len) return sql_fn_fail(ev, "unescape: trailing backslash");
@@ -808,7 +808,7 @@ FN(unescape) {
         const char *simple = strchr("ntrbfv'\"\\?a", c);
         if (c && simple) {
             static const char map[] = "\n\t\r\b\f\v'\"\\?\a";
-            ab_putc(&b, map[simple - "ntrbfv'\"\\?a"]);
+            buf_putc(&b, map[simple - "ntrbfv'\"\\?a"]);
         } else if (c == 'x') {
             uint32_t cp = 0;
             size_t k = i + 1;
@@ -820,7 +820,7 @@ FN(unescape) {
             if (k == i + 1 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return sql_fn_fail(ev, "unescape: invalid \\x escape");
             char u[4];
-            ab_put(&b, u, utf8_put(u, cp));
+            buf_append(&b, u, utf8_put(u, cp));
             i = k - 1;
         } else {
             return sql_fn_fail(ev, "unescape: unknown escape \\%c", c);
@@ -832,26 +832,26 @@ FN(unescape) {
 FN(join_to_sql_values_string) {
     UNUSED_ARGS;
     if (a[0].type != VT_ARRAY) return fn_badarg(ev, "join_to_sql_values_string", "an array", &a[0]);
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     for (uint32_t i = 0; i < a[0].len; i++) {
         const value *v = &a[0].u.items[i];
-        if (i) ab_puts(&b, ", ");
+        if (i) buf_puts(&b, ", ");
         if (v_is_number(v)) {
             ec_status st = fn_str_append(ev, v, &b, "join_to_sql_values_string");
             if (st) return st;
             continue;
         }
-        abuf t;
-        ab_init(&t, ev->a);
+        ec_buf t;
+        buf_init_arena(&t, ev->a);
         ec_status st = fn_str_append(ev, v, &t, "join_to_sql_values_string");
         if (st) return st;
-        ab_putc(&b, '\'');
+        buf_putc(&b, '\'');
         for (size_t k = 0; k < t.len; k++) {
-            if (t.p[k] == '\'') ab_putc(&b, '\\');
-            ab_putc(&b, t.p[k]);
+            if (t.p[k] == '\'') buf_putc(&b, '\\');
+            buf_putc(&b, t.p[k]);
         }
-        ab_putc(&b, '\'');
+        buf_putc(&b, '\'');
     }
     return fn_ret_ab(ev, &b, out);
 }

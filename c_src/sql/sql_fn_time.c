@@ -105,7 +105,7 @@ static bool parse_offset(const value *v, int64_t at_secs, int64_t *out) {
     return true;
 }
 
-static void put_offset(abuf *b, int64_t off, int colons) {
+static void put_offset(ec_buf *b, int64_t off, int colons) {
     char tmp[16];
     int64_t a = off < 0 ? -off : off;
     int k;
@@ -118,7 +118,7 @@ static void put_offset(abuf *b, int64_t off, int colons) {
     else
         k = snprintf(tmp, sizeof tmp, "%c%02d:%02d:%02d", off < 0 ? '-' : '+', (int)(a / 3600),
                      (int)(a / 60 % 60), (int)(a % 60));
-    ab_put(b, tmp, (size_t)k);
+    buf_append(b, tmp, (size_t)k);
 }
 
 static int64_t now_in(tunit u) {
@@ -139,12 +139,12 @@ static ec_status format_ts(sql_eval *ev, int64_t ts, tunit u, int64_t off, const
     int64_t y;
     int m, d;
     civil_from_days(days, &y, &m, &d);
-    abuf b;
-    ab_init(&b, ev->a);
+    ec_buf b;
+    buf_init_arena(&b, ev->a);
     char tmp[32];
     for (size_t i = 0; i < flen; i++) {
         if (fmt[i] != '%' || i + 1 >= flen) {
-            ab_putc(&b, fmt[i]);
+            buf_putc(&b, fmt[i]);
             continue;
         }
         const char *p = fmt + i + 1;
@@ -175,10 +175,10 @@ static ec_status format_ts(sql_eval *ev, int64_t ts, tunit u, int64_t off, const
         else if (rest >= 3 && p[0] == ':' && p[1] == ':' && p[2] == 'z')
             put_offset(&b, off, 2), i += 3;
         else {
-            ab_putc(&b, '%');
+            buf_putc(&b, '%');
             continue;
         }
-        if (k > 0) ab_put(&b, tmp, (size_t)k);
+        if (k > 0) buf_append(&b, tmp, (size_t)k);
     }
     return fn_ret_ab(ev, &b, out);
 }

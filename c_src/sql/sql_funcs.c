@@ -251,7 +251,7 @@ ec_status fn_ret_buf(sql_eval *ev, const ec_buf *b, value *out) {
     return fn_ret_bin(ev, b->p ? b->p : "", b->len, out);
 }
 
-ec_status fn_ret_ab(sql_eval *ev, abuf *b, value *out) {
+ec_status fn_ret_ab(sql_eval *ev, ec_buf *b, value *out) {
     if (b->oom) return fn_oom(ev);
     *out = v_bin(b->p ? b->p : "", b->len);
     return EC_OK;
