@@ -2,13 +2,13 @@
  *
  * Reads JSON lines on stdin and writes exactly one JSON line per input line,
  * in order; exits 0 when stdin ends. A bad line yields {"error": ...}.
- * The answers come from sql_tester.c, which the NIF uses too. */
+ * The answers come from c_src/tester/ (tester_answer), which the NIF uses too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/buf.h"
-#include "../sql/sql_tester.h"
+#include "../tester/tester.h"
 
 #define RULE_TEST_MAX_LINE ((size_t)16 << 20)
 
@@ -28,7 +28,7 @@ int main(void) {
             buf_clear(&out);
             buf_puts(&out, "{\"error\":\"request line too long\"}");
         } else {
-            sql_tester_answer(line, len, &a, &out);
+            tester_answer(line, len, &a, &out);
         }
         buf_putc(&out, '\n');
         fwrite(out.p, 1, out.len, stdout);

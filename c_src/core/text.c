@@ -13,7 +13,8 @@ size_t text_fmt_float10(double d, char *buf, size_t cap) {
     char *dot = strchr(buf, '.');
     if (dot) {
         char *end = buf + len;
-        while (end > dot + 2 && end[-1] == '0') end--;
+        while (end > dot + 2 && end[-1] == '0')
+            end--;
         *end = '\0';
         len = (int)(end - buf);
     }

@@ -13,7 +13,7 @@
 #include "../core/json.h"
 #include "../sql/sql_eval.h"
 #include "../sql/sql_rules.h"
-#include "../sql/sql_tester.h"
+#include "../tester/tester.h"
 #include "nif_atoms.h"
 #include "nif_priv.h"
 #include "nif_term.h"
@@ -227,7 +227,7 @@ ERL_NIF_TERM nif_rule_test(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) 
     arena_init(&a, 16384);
     ec_buf out;
     buf_init(&out);
-    sql_tester_answer((const char *)req.data, req.size, &a, &out);
+    tester_answer((const char *)req.data, req.size, &a, &out);
     ERL_NIF_TERM t = nif_make_binary(env, out.p, out.len);
     buf_free(&out);
     arena_free(&a);

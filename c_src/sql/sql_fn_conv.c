@@ -12,8 +12,10 @@
 
 ec_status fn_str_append(sql_eval *ev, const value *v, ec_buf *b, const char *fname) {
     if (!text_append(b, v, TEXT_UNDEF_WORD))
-        return sql_fn_fail(ev, "%s: a bit string that is not whole bytes cannot be text "
-                               "(use bin2hexstr)", fname);
+        return sql_fn_fail(ev,
+                           "%s: a bit string that is not whole bytes cannot be text "
+                           "(use bin2hexstr)",
+                           fname);
     return b->oom ? fn_oom(ev) : EC_OK;
 }
 

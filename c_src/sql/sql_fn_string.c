@@ -103,8 +103,8 @@ static ec_status case_map(sql_eval *ev, const value *a, bool up, value *out) {
     while (p < end) {
         if (*p < 0x80) {
             char c = (char)*p++;
-            buf_putc(&b,
-                    up ? (c >= 'a' && c <= 'z' ? c - 32 : c) : (c >= 'A' && c <= 'Z' ? c + 32 : c));
+            buf_putc(&b, up ? (c >= 'a' && c <= 'z' ? c - 32 : c)
+                            : (c >= 'A' && c <= 'Z' ? c + 32 : c));
             continue;
         }
         uint32_t cp;

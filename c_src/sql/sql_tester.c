@@ -1,6 +1,8 @@
 /* sql_tester.c - the rule tester's request/answer logic; see sql_tester.h. */
 #include "sql_tester.h"
 
+#include "../tester/tester.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -8,7 +10,7 @@
 #include "sql_eval.h"
 #include "sql_rules.h"
 
-static void answer_error(ec_buf *out, const char *msg) {
+void tester_error(ec_buf *out, const char *msg) {
     buf_clear(out);
     buf_puts(out, "{\"error\":");
     json_encode_string(msg, strlen(msg), out);
@@ -28,7 +30,7 @@ static void mark_atoms(value *ctx) {
 
 static void answer_sql(const value *req, const value *sql, arena *a, ec_buf *out) {
     if (sql->type != VT_BIN) {
-        answer_error(out, "\"sql\" must be a string");
+        tester_error(out, "\"sql\" must be a string");
         return;
     }
     const value *ctxv = V_MAP_GET(req, "context");
@@ -36,12 +38,12 @@ static void answer_sql(const value *req, const value *sql, arena *a, ec_buf *out
     value ctx;
     bool ok;
     if (ctxv && ctxv->type != VT_MAP) {
-        answer_error(out, "\"context\" must be an object");
+        tester_error(out, "\"context\" must be an object");
         return;
     }
     ctx = ctxv ? *ctxv : v_map_new(a, 0, &ok);
     if (rid && rid->type != VT_BIN) {
-        answer_error(out, "\"rule_id\" must be a string");
+        tester_error(out, "\"rule_id\" must be a string");
         return;
     }
     mark_atoms(&ctx);
@@ -50,7 +52,7 @@ static void answer_sql(const value *req, const value *sql, arena *a, ec_buf *out
     sql_rule *rule;
     ec_error err;
     if (sql_rule_compile(rule_id, rid_len, sql->u.s, sql->len, &rule, &err) != EC_OK) {
-        answer_error(out, err.msg);
+        tester_error(out, err.msg);
         return;
     }
     const value *event = V_MAP_GET(&ctx, "event");
@@ -62,7 +64,7 @@ static void answer_sql(const value *req, const value *sql, arena *a, ec_buf *out
             char msg[160];
             snprintf(msg, sizeof msg, "unknown event '%.*s'",
                      (int)(event->len > 80 ? 80 : event->len), event->u.s);
-            answer_error(out, msg);
+            tester_error(out, msg);
             sql_rule_free(rule);
             return;
         }
@@ -85,36 +87,17 @@ static void answer_sql(const value *req, const value *sql, arena *a, ec_buf *out
     case SQL_MATCHED:
         buf_puts(out, "{\"matched\":true,\"output\":");
         if (!json_encode(&result, out)) {
-            answer_error(out, "cannot encode the output");
+            tester_error(out, "cannot encode the output");
             break;
         }
         buf_putc(out, '}');
         break;
     case SQL_NO_RESULT: buf_puts(out, "{\"matched\":false}"); break;
-    case SQL_EXCEPTION: answer_error(out, err.msg); break;
+    case SQL_EXCEPTION: tester_error(out, err.msg); break;
     }
     sql_rule_free(rule);
 }
 
-void sql_tester_answer(const char *line, size_t len, arena *a, ec_buf *out) {
-    value req;
-    ec_error err;
-    if (json_decode(a, line, len, NULL, &req, &err) != EC_OK) {
-        char msg[EC_ERRMSG_MAX + 32];
-        snprintf(msg, sizeof msg, "invalid JSON request: %s", err.msg);
-        answer_error(out, msg);
-        return;
-    }
-    if (req.type != VT_MAP) {
-        answer_error(out, "a request must be a JSON object with \"sql\" or \"template\"");
-        return;
-    }
-    const value *sql = V_MAP_GET(&req, "sql");
-    if (sql) {
-        answer_sql(&req, sql, a, out);
-    } else if (V_MAP_GET(&req, "template")) {
-        answer_error(out, "template rendering is not available in this build yet");
-    } else {
-        answer_error(out, "a request must have \"sql\" or \"template\"");
-    }
+void sql_tester_request(const value *req, arena *a, ec_buf *out) {
+    answer_sql(req, V_MAP_GET(req, "sql"), a, out);
 }

@@ -1,6 +1,5 @@
-/* sql_tester.h - one request line of the rule tester (design.md §3.2) in,
- * one JSON answer line out. Used by priv/bin/rule-test and by the NIF behind
- * POST /api/v5/rule_test, so both answer identically. */
+/* sql_tester.h - the SQL half of the rule tester (design.md §3.2): a decoded
+ * {"sql", "context", "rule_id"} request in, the JSON answer out. */
 #ifndef EC_SQL_TESTER_H
 #define EC_SQL_TESTER_H
 
@@ -9,8 +8,9 @@
 #include "../core/arena.h"
 #include "../core/buf.h"
 
-/* Answers the request in line[0..len) into out (cleared first; no newline).
- * Always produces an answer ({"error": ...} for bad input). */
-void sql_tester_answer(const char *line, size_t len, arena *a, ec_buf *out);
+#include "../core/value.h"
+
+/* Answers req (a map holding "sql") into out (cleared first). */
+void sql_tester_request(const value *req, arena *a, ec_buf *out);
 
 #endif

@@ -9,15 +9,23 @@
 #include "../sql/sql_lex.h"
 #include "../sql/sql_parse.h"
 #include "../sql/sql_rules.h"
-#include "../sql/sql_tester.h"
+#include "../tester/tester.h"
 #include "cases.h"
 #include "test.h"
 
 TEST(sql_golden_cases) {
     int total;
-    int failed = cases_run_dir("sql", sql_tester_answer, &total);
+    int failed = cases_run_dir("sql", tester_answer, &total);
     printf("    %d cases, %d failed\n", total, failed);
     CHECK(total > 100);
+    CHECK_INT(failed, 0);
+}
+
+TEST(template_golden_cases) {
+    int total;
+    int failed = cases_run_dir("templates", tester_answer, &total);
+    printf("    %d cases, %d failed\n", total, failed);
+    CHECK(total > 50);
     CHECK_INT(failed, 0);
 }
 
@@ -190,7 +198,7 @@ TEST(sql_payload_decoded_once_per_message) {
 
 static const char *answer(const char *req, arena *a, ec_buf *out) {
     buf_clear(out);
-    sql_tester_answer(req, strlen(req), a, out);
+    tester_answer(req, strlen(req), a, out);
     buf_putc(out, '\0');
     return out->p;
 }
