@@ -9,7 +9,10 @@
          json_decode/1, json_encode/1,
          producer_new/1, producer_send/6, producer_ping/2, producer_close/1,
          rule_compile/2, ruleset_new/1, ruleset_eval/2, rule_test/1,
-         rule_metrics/1, rule_metrics_reset/1]).
+         rule_metrics/1, rule_metrics_reset/1,
+         connector_new/1, connector_health/1,
+         action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
+         action_health/1, action_destroy/1]).
 
 -on_load(init/0).
 
@@ -21,8 +24,11 @@
 -opaque producer() :: reference().
 -opaque rule() :: reference().
 -opaque ruleset() :: reference().
+-opaque connector() :: reference().
+-opaque action() :: reference().
 -type rule_result() :: {ok, map() | [map()]} | no_result | {error, binary()}.
--export_type([error_info/0, producer/0, rule/0, ruleset/0, rule_result/0]).
+-export_type([error_info/0, producer/0, rule/0, ruleset/0, rule_result/0,
+              connector/0, action/0]).
 
 init() ->
     erlang:load_nif(filename:join(priv_dir(), ?NIF_NAME), 0).
@@ -100,3 +106,35 @@ rule_metrics(_Rule) -> ?NOT_LOADED.
 
 -spec rule_metrics_reset(rule()) -> ok.
 rule_metrics_reset(_Rule) -> ?NOT_LOADED.
+
+%% @doc A connector from its EMQX-shaped config map (confluent_producer or
+%% kafka_producer). Errors name the field: `#{message := <<"ssl.verify: ...">>}'.
+-spec connector_new(map()) -> {ok, connector()} | {error, error_info()}.
+connector_new(_Conf) -> ?NOT_LOADED.
+
+%% @doc One health probe (a metadata request): ok or the reason.
+-spec connector_health(connector()) -> ok | {error, error_info()}.
+connector_health(_Conn) -> ?NOT_LOADED.
+
+%% @doc A producer action from the connector's and the action's config maps.
+-spec action_new(ConnectorConf :: map(), ActionConf :: map()) -> {ok, action()} | {error, error_info()}.
+action_new(_Conn, _Action) -> ?NOT_LOADED.
+
+%% @doc Renders a rule output and buffers the record. With Reply = true the
+%% caller later receives one `{ec_action_reply, Ref, ...}' message.
+-spec action_send(action(), map(), boolean()) -> ok | {ok, reference()} | {error, error_info()}.
+action_send(_Action, _Output, _Reply) -> ?NOT_LOADED.
+
+%% @doc The action metrics of sink-behaviour.md §10.1.
+-spec action_metrics(action()) -> #{atom() => integer()}.
+action_metrics(_Action) -> ?NOT_LOADED.
+
+-spec action_metrics_reset(action()) -> ok.
+action_metrics_reset(_Action) -> ?NOT_LOADED.
+
+-spec action_health(action()) -> ok | {error, error_info()}.
+action_health(_Action) -> ?NOT_LOADED.
+
+%% @doc Drains and flushes (up to 5 s), then frees the action. Idempotent.
+-spec action_destroy(action()) -> ok.
+action_destroy(_Action) -> ?NOT_LOADED.

@@ -8,6 +8,7 @@
 #                           writes DIR/env (ports, credentials, CA path) for callers
 #   kafka.sh stop DIR       stop the broker (data kept: start DIR again resumes it)
 #   kafka.sh clean DIR      stop and remove DIR
+#   kafka.sh create-topic DIR NAME PARTITIONS   create a topic (Kafka's TopicCommand)
 #
 # Listeners: PLAINTEXT, and SASL_SSL with mechanism PLAIN (an API key/secret
 # pair standing in for a Confluent Cloud API key), TLS from a throwaway CA.
@@ -179,11 +180,21 @@ stop() {
   rm -f "$dir/kafka.pid"
 }
 
+create_topic() {
+  local dir=${1:?DIR} name=${2:?NAME} parts=${3:?PARTITIONS}
+  # shellcheck disable=SC1091
+  . "$dir/env"
+  java -Xms64m -Xmx256m -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$LIBS/*" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_PLAINTEXT" --create \
+    --if-not-exists --topic "$name" --partitions "$parts" --replication-factor 1
+}
+
 case "${1:-}" in
   install) install ;;
   installed) installed ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
   clean) stop "${2:?DIR}"; rm -rf "$2" ;;
-  *) echo "usage: $0 install|installed|start DIR|stop DIR|clean DIR" >&2; exit 2 ;;
+  create-topic) create_topic "${2:-}" "${3:-}" "${4:-}" ;;
+  *) echo "usage: $0 install|installed|start DIR|stop DIR|clean DIR|create-topic DIR NAME N" >&2; exit 2 ;;
 esac

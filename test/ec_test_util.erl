@@ -6,7 +6,8 @@
 -export([root/0, script/2, run/2, read_env/1,
          kafka/0, kafka/1, mqtt/0,
          sasl_ssl_props/0, sasl_ssl_props/1, plaintext_props/0,
-         unique_topic/1, consume/2, consume/3, wait_until/2]).
+         unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2,
+         connector_conf/1, connector_conf/2]).
 
 %% @doc The project checkout (holds Makefile and scripts/).
 root() ->
@@ -95,3 +96,24 @@ wait_until(Fun, TimeoutMs) ->
         true -> true;
         _ -> timer:sleep(50), wait_until(Fun, TimeoutMs - 50)
     end.
+
+%% @doc Creates Topic with Partitions partitions on the test broker.
+create_topic(Topic, Partitions) ->
+    {0, _} = script("kafka.sh", ["create-topic", binary_to_list(kafka(<<"KAFKA_DIR">>)),
+                                 binary_to_list(Topic), integer_to_list(Partitions)]),
+    ok.
+
+%% @doc EMQX-shaped connector configs for the test broker:
+%% confluent (SASL_SSL + PLAIN API key/secret, as Confluent Cloud) or plaintext.
+connector_conf(Kind) -> connector_conf(Kind, kafka(<<"KAFKA_SASL_SECRET">>)).
+connector_conf(confluent, Secret) ->
+    #{<<"type">> => <<"confluent_producer">>,
+      <<"bootstrap_hosts">> => kafka(<<"KAFKA_SASL_SSL">>),
+      <<"authentication">> => #{<<"username">> => kafka(<<"KAFKA_SASL_KEY">>), <<"password">> => Secret},
+      <<"connect_timeout">> => <<"5s">>,
+      <<"metadata_request_timeout">> => <<"3s">>};
+connector_conf(plain, _) ->
+    #{<<"type">> => <<"kafka_producer">>,
+      <<"bootstrap_hosts">> => kafka(<<"KAFKA_PLAINTEXT">>),
+      <<"authentication">> => <<"none">>,
+      <<"metadata_request_timeout">> => <<"3s">>}.

@@ -121,7 +121,7 @@ ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
     }
     rd_kafka_resp_err_t e =
         rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(rec->topic), RD_KAFKA_V_PARTITION(rec->partition),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_MSGFLAGS(rec->borrow_value ? 0 : RD_KAFKA_MSG_F_COPY),
                           RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
                           RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
                           RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
@@ -153,6 +153,40 @@ ec_status kprod_ping(kprod *p, int timeout_ms, ec_error *err) {
     rd_kafka_metadata_destroy(md);
     if (brokers <= 0) return ec_fail(err, EC_EKAFKA, "metadata lists no broker");
     return EC_OK;
+}
+
+int32_t kprod_partition_count(kprod *p, const char *topic, int timeout_ms, ec_error *err) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+    if (!rkt) {
+        ec_fail(err, EC_EKAFKA, "cannot use topic %s", topic);
+        return -1;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+    int32_t n = -1;
+    if (e) {
+        char last[160];
+        if (kprod_last_error(p, last, sizeof last))
+            ec_fail(err, EC_EKAFKA, "metadata for %s: %s; last error: %s", topic,
+                    rd_kafka_err2str(e), last);
+        else
+            ec_fail(err, EC_EKAFKA, "metadata for %s: %s", topic, rd_kafka_err2str(e));
+    } else if (md->topic_cnt == 1) {
+        const rd_kafka_metadata_topic_t *t = &md->topics[0];
+        if (t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            n = 0;
+            ec_fail(err, EC_EKAFKA, "Unknown topic or partition: %s", topic);
+        } else if (t->err) {
+            ec_fail(err, EC_EKAFKA, "metadata for %s: %s", topic, rd_kafka_err2str(t->err));
+        } else {
+            n = t->partition_cnt;
+        }
+    } else {
+        ec_fail(err, EC_EKAFKA, "metadata for %s: no topic in the answer", topic);
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
 }
 
 void kprod_destroy(kprod *p, int flush_timeout_ms) {

@@ -14,6 +14,7 @@
 #ifndef EC_KPROD_H
 #define EC_KPROD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,7 @@ typedef struct kprod_record {
     size_t n_headers;
     int64_t timestamp_ms; /* 0 = now */
     void *opaque;         /* handed back to the delivery callback */
+    bool borrow_value;    /* value bytes stay valid until the delivery callback: no copy */
 } kprod_record;
 
 /* Creates a producer from n librdkafka properties kv[2i] = kv[2i+1].
@@ -72,6 +74,10 @@ void kprod_destroy(kprod *p, int flush_timeout_ms);
 /* Copies the newest warning/error librdkafka logged (truncated to n) into
  * buf and returns its full length; 0 when none. librdkafka never prints. */
 size_t kprod_last_error(kprod *p, char *buf, size_t n);
+
+/* Number of partitions of topic (blocks up to timeout_ms for metadata):
+ * > 0 the count, 0 when Kafka says the topic does not exist, < 0 on error. */
+int32_t kprod_partition_count(kprod *p, const char *topic, int timeout_ms, ec_error *err);
 
 /* Number of producers alive in the process (created, not yet destroyed). */
 long kprod_live_count(void);

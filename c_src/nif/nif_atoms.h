@@ -31,7 +31,8 @@
     X(unloads)                                                                                     \
     X(live_producers)                                                                              \
     X(live_resources)                                                                              \
-    X(no_result)
+    X(no_result)                                                                                   \
+    X(ec_action_reply)
 
 #define EC_ATOM_DECL(name) extern ERL_NIF_TERM ATOM_##name;
 EC_ATOM_LIST(EC_ATOM_DECL)

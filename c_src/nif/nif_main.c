@@ -27,6 +27,7 @@ static int on_load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     nif_atoms_init(env);
     if (nif_producer_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_rules_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
+    if (nif_action_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
     atomic_fetch_add(&n_loads, 1);
     *priv = NULL;
     return 0;
@@ -39,6 +40,7 @@ static int on_upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM
     nif_atoms_init(env);
     if (nif_producer_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_rules_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
+    if (nif_action_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     atomic_fetch_add(&n_upgrades, 1);
     *priv = NULL;
     return 0;
@@ -90,6 +92,20 @@ static ErlNifFunc nif_funcs[] = {
     /* reads/zeroes atomic counters */
     {"rule_metrics", 1, nif_rule_metrics, 0},
     {"rule_metrics_reset", 1, nif_rule_metrics_reset, 0},
+    /* creating librdkafka handles reads CA files and starts threads */
+    {"connector_new", 1, nif_connector_new, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* waits on the network for metadata */
+    {"connector_health", 1, nif_connector_health, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"action_new", 2, nif_action_new, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* render + enqueue: microseconds, never blocks */
+    {"action_send", 3, nif_action_send, 0},
+    /* reads/zeroes atomic counters */
+    {"action_metrics", 1, nif_action_metrics, 0},
+    {"action_metrics_reset", 1, nif_action_metrics_reset, 0},
+    /* waits on the network for metadata */
+    {"action_health", 1, nif_action_health, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* drains buffers, flushes, joins threads */
+    {"action_destroy", 1, nif_action_destroy, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* a test request may run any function on any payload */
     {"rule_test", 1, nif_rule_test, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };

@@ -13,6 +13,16 @@ extern atomic_long nif_live_resources;
 
 int nif_producer_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
 int nif_rules_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
+int nif_action_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
+
+ERL_NIF_TERM nif_connector_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_connector_health(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_action_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_action_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_action_metrics(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_action_metrics_reset(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_action_health(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_action_destroy(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 ERL_NIF_TERM nif_rule_compile(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_ruleset_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

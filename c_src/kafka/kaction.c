@@ -1,0 +1,578 @@
+/* kaction.c - the producer action runtime; see kaction.h.
+ *
+ * Locking: one mutex per action guards the topic list and every queue; it is
+ * held only for list operations (never across librdkafka network calls). The
+ * pump thread takes records from the queues and hands them to librdkafka;
+ * librdkafka's poll thread (kprod) delivers reports to on_delivery. */
+#include "kaction.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../sink/kheaders.h"
+#include "../sink/tmpl.h"
+#include "kprod.h"
+
+#define KACTION_MAX_TOPICS     10000 /* distinct dynamic topics per action */
+#define UNKNOWN_TOPIC_RETRY_MS 30000 /* EMQX caches "unknown topic" for 30 s */
+#define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
+#define PUMP_IDLE_WAIT_MS      100
+
+typedef struct ktopic ktopic;
+
+typedef struct krec {
+    struct krec *next;
+    ktopic *topic;
+    void *token;
+    int32_t partition;
+    uint32_t est;
+    int64_t ts;
+    char *key, *val;
+    uint32_t klen, vlen, nh;
+    kprod_header *hdrs;
+    char data[];
+} krec;
+
+typedef struct kqueue {
+    krec *head, *tail;
+    uint64_t bytes; /* estimated bytes buffered (not handed to librdkafka) */
+    uint64_t inflight_bytes;
+    uint32_t inflight;
+} kqueue;
+
+struct ktopic {
+    ktopic *next;
+    char *name;
+    int32_t count;           /* partitions in use: -1 unknown yet, 0 unknown topic */
+    int64_t next_refresh_ms; /* when to ask metadata again */
+    kqueue pending;          /* records waiting for the partition count */
+    kqueue *parts;
+    int32_t cap;
+};
+
+typedef struct kmetrics {
+    _Atomic uint64_t matched, success, failed, dropped, dropped_queue_full,
+        dropped_resource_stopped;
+    _Atomic int64_t queuing, queuing_bytes, inflight;
+} kmetrics;
+
+struct kaction {
+    kprod *p;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t pump;
+    bool stop;
+    ktopic *topics;
+    uint32_t ntopics;
+    tmpl *topic_t, *key_t, *val_t, *ts_t;
+    kh_spec *hdrs;
+    bool fixed_topic;
+    part_strategy strategy;
+    int32_t partitions_limit;
+    uint64_t per_partition_limit, window, refresh_ms, sync_timeout_ms;
+    bool sync;
+    int metadata_timeout_ms;
+    kmetrics m;
+    kaction_reply_fn reply;
+    void *reply_ctx;
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t vlen_zz(int64_t n) { /* bytes of the zig-zag varint of n */
+    uint64_t z = ((uint64_t)n << 1) ^ (uint64_t)(n >> 63);
+    uint32_t b = 1;
+    while (z >= 0x80)
+        z >>= 7, b++;
+    return b;
+}
+
+uint64_t kaction_estimate_size(size_t key_len, size_t val_len, const size_t *hdr_lens,
+                               uint32_t n_hdr) {
+    uint64_t h = vlen_zz(n_hdr);
+    for (uint32_t i = 0; i < 2 * n_hdr; i++)
+        h += vlen_zz((int64_t)hdr_lens[i]) + hdr_lens[i];
+    uint64_t f = h + 7 + vlen_zz((int64_t)key_len) + key_len + vlen_zz((int64_t)val_len) + val_len;
+    return f + vlen_zz((int64_t)(h + f));
+}
+
+static void finish(kaction *k, krec *r, const char *error, int32_t partition, int64_t offset) {
+    if (r->token && k->reply) k->reply(k->reply_ctx, r->token, error, partition, offset);
+    free(r);
+}
+
+/* -- queues (caller holds k->mu) -- */
+
+static void q_push(kqueue *q, krec *r) {
+    r->next = NULL;
+    if (q->tail)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+    q->bytes += r->est;
+}
+
+static krec *q_pop(kqueue *q) {
+    krec *r = q->head;
+    if (!r) return NULL;
+    q->head = r->next;
+    if (!q->head) q->tail = NULL;
+    q->bytes -= r->est;
+    return r;
+}
+
+/* Drop from the head while the removed bytes stay within the excess over the
+ * limit, at least one record (sink-behaviour.md §6.2). Dropped records are
+ * chained onto *dropped for the caller to answer outside the lock. */
+static void enforce_limit(kaction *k, kqueue *q, krec **dropped) {
+    if (q->bytes <= k->per_partition_limit) return;
+    uint64_t excess = q->bytes - k->per_partition_limit, removed = 0;
+    do {
+        krec *r = q_pop(q);
+        removed += r->est;
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        r->next = *dropped;
+        *dropped = r;
+    } while (q->head && removed + q->head->est <= excess);
+}
+
+static int32_t pick(kaction *k, const krec *r, int32_t count) {
+    return part_pick(k->strategy, r->key, r->klen, count);
+}
+
+static bool grow_parts(ktopic *t, int32_t count) {
+    if (count <= t->cap) return true;
+    kqueue *np = realloc(t->parts, sizeof *np * (size_t)count);
+    if (!np) return false;
+    memset(np + t->cap, 0, sizeof *np * (size_t)(count - t->cap));
+    t->parts = np;
+    t->cap = count;
+    return true;
+}
+
+static ktopic *topic_get(kaction *k, const char *name, size_t len) {
+    for (ktopic *t = k->topics; t; t = t->next)
+        if (strlen(t->name) == len && memcmp(t->name, name, len) == 0) return t;
+    if (k->ntopics >= KACTION_MAX_TOPICS) return NULL;
+    ktopic *t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strndup(name, len))) {
+        free(t);
+        return NULL;
+    }
+    t->count = -1;
+    t->next = k->topics;
+    k->topics = t;
+    k->ntopics++;
+    return t;
+}
+
+/* -- sending -- */
+
+static _Thread_local arena scratch;
+static _Thread_local bool scratch_ready;
+
+ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err) {
+    atomic_fetch_add(&k->m.matched, 1);
+    if (!scratch_ready) {
+        arena_init(&scratch, 16384);
+        scratch_ready = true;
+    }
+    arena *a = &scratch;
+    ec_status st = EC_OK;
+    ec_buf tb, kb, vb;
+    buf_init_arena(&tb, a);
+    buf_init_arena(&kb, a);
+    buf_init_arena(&vb, a);
+    kh_pair *hp = NULL;
+    uint32_t nh = 0;
+    if (k->fixed_topic)
+        buf_append(&tb, k->topic_t->src, k->topic_t->src_len);
+    else if ((st = tmpl_render_strict(k->topic_t, ctx, TMPL_DECODE_ONCE, a, &tb, err)))
+        goto failed;
+    if (!tmpl_render(k->key_t, ctx, TMPL_DECODE_EVERY, false, a, &kb) ||
+        !tmpl_render(k->val_t, ctx, TMPL_DECODE_EVERY, false, a, &vb)) {
+        st = ec_fail(err, EC_ENOMEM, "out of memory rendering the record");
+        goto failed;
+    }
+    int64_t ts = tmpl_render_timestamp(k->ts_t, ctx, a, now_ms());
+    if (k->hdrs && (st = kh_render(k->hdrs, ctx, a, &hp, &nh, err))) goto failed;
+    if (tb.len == 0 || tb.len > 249) {
+        st = ec_fail(err, EC_EINVAL, "bad_topic: the topic renders to %zu bytes", tb.len);
+        goto failed;
+    }
+    size_t hbytes = 0, hl[2 * 256];
+    if (nh > 256) nh = 256;
+    for (uint32_t i = 0; i < nh; i++) {
+        hl[2 * i] = hp[i].klen;
+        hl[2 * i + 1] = hp[i].vlen;
+        hbytes += hp[i].klen + hp[i].vlen;
+    }
+    krec *r = malloc(sizeof *r + kb.len + vb.len + hbytes + nh * sizeof(kprod_header));
+    if (!r) {
+        st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
+        goto failed;
+    }
+    char *d = r->data;
+    r->hdrs = (kprod_header *)d;
+    d += nh * sizeof(kprod_header);
+    r->key = d;
+    if (kb.len) memcpy(d, kb.p, kb.len);
+    d += kb.len;
+    r->val = d;
+    if (vb.len) memcpy(d, vb.p, vb.len);
+    d += vb.len;
+    for (uint32_t i = 0; i < nh; i++) {
+        memcpy(d, hp[i].k, hp[i].klen);
+        r->hdrs[i].key = d;
+        r->hdrs[i].key_len = hp[i].klen;
+        d += hp[i].klen;
+        memcpy(d, hp[i].v, hp[i].vlen);
+        r->hdrs[i].val = d;
+        r->hdrs[i].val_len = hp[i].vlen;
+        d += hp[i].vlen;
+    }
+    r->klen = (uint32_t)kb.len;
+    r->vlen = (uint32_t)vb.len;
+    r->nh = nh;
+    r->ts = ts;
+    r->token = token;
+    r->est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
+    krec *dropped = NULL;
+    pthread_mutex_lock(&k->mu);
+    ktopic *t = topic_get(k, tb.p, tb.len);
+    if (!t) {
+        pthread_mutex_unlock(&k->mu);
+        free(r);
+        st = ec_fail(err, EC_ELIMIT, "too many distinct topics for one action (%d)",
+                     KACTION_MAX_TOPICS);
+        goto failed;
+    }
+    if (t->count == 0 && now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
+        pthread_mutex_unlock(&k->mu);
+        free(r);
+        st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %.*s", (int)tb.len, tb.p);
+        goto failed;
+    }
+    r->topic = t;
+    kqueue *q;
+    if (t->count > 0) {
+        r->partition = pick(k, r, t->count);
+        q = &t->parts[r->partition];
+    } else {
+        r->partition = -1;
+        q = &t->pending;
+    }
+    q_push(q, r);
+    atomic_fetch_add(&k->m.queuing, 1);
+    atomic_fetch_add(&k->m.queuing_bytes, r->est);
+    enforce_limit(k, q, &dropped);
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    while (dropped) {
+        krec *n = dropped->next;
+        atomic_fetch_add(&k->m.dropped, 1);
+        atomic_fetch_add(&k->m.dropped_queue_full, 1);
+        finish(k, dropped, "buffer_overflow", -1, -1);
+        dropped = n;
+    }
+    arena_reset(a);
+    return EC_OK;
+failed:
+    atomic_fetch_add(&k->m.failed, 1);
+    arena_reset(a);
+    return st;
+}
+
+/* -- delivery reports (librdkafka poll thread) -- */
+
+static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t partition,
+                        int64_t offset) {
+    kaction *k = ctx;
+    krec *r = opaque;
+    pthread_mutex_lock(&k->mu);
+    kqueue *q = &r->topic->parts[r->partition];
+    q->inflight_bytes -= r->est;
+    q->inflight--;
+    pthread_cond_signal(&k->cv); /* the window has room again */
+    pthread_mutex_unlock(&k->mu);
+    atomic_fetch_sub(&k->m.inflight, 1);
+    atomic_fetch_add(err ? &k->m.failed : &k->m.success, 1);
+    finish(k, r, err ? err->msg : NULL, partition, offset);
+}
+
+/* -- the pump -- */
+
+/* fail every record of q (caller holds the lock; answers after unlocking) */
+static void drain_all(kaction *k, kqueue *q, krec **out) {
+    krec *r;
+    while ((r = q_pop(q))) {
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        r->next = *out;
+        *out = r;
+    }
+}
+
+static void answer_failed(kaction *k, krec *list, const char *why) {
+    while (list) {
+        krec *n = list->next;
+        atomic_fetch_add(&k->m.failed, 1);
+        finish(k, list, why, -1, -1);
+        list = n;
+    }
+}
+
+/* metadata for one topic; called without the lock */
+static void refresh_topic(kaction *k, ktopic *t) {
+    ec_error err;
+    int32_t n = kprod_partition_count(k->p, t->name, k->metadata_timeout_ms, &err);
+    if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
+    krec *failed = NULL, *lost = NULL, *dropped = NULL;
+    pthread_mutex_lock(&k->mu);
+    int64_t now = now_ms();
+    if (n < 0) { /* Kafka unreachable: keep buffering, ask again soon */
+        t->next_refresh_ms = now + UNRESOLVED_RETRY_MS;
+    } else if (n == 0) {
+        t->count = 0;
+        t->next_refresh_ms = now + UNKNOWN_TOPIC_RETRY_MS;
+        drain_all(k, &t->pending, &failed);
+        for (int32_t i = 0; i < t->cap; i++)
+            drain_all(k, &t->parts[i], &failed);
+    } else if (grow_parts(t, n)) {
+        for (int32_t i = n; i < t->cap && i < t->count; i++)
+            drain_all(k, &t->parts[i], &lost);
+        t->count = n;
+        t->next_refresh_ms = k->refresh_ms ? now + (int64_t)k->refresh_ms : INT64_MAX;
+        krec *r;
+        while ((r = q_pop(&t->pending))) { /* partitions for what waited */
+            r->partition = pick(k, r, n);
+            q_push(&t->parts[r->partition], r);
+            enforce_limit(k, &t->parts[r->partition], &dropped);
+        }
+    }
+    pthread_mutex_unlock(&k->mu);
+    char why[300];
+    snprintf(why, sizeof why, "resolved_to_unknown_topic: %s", t->name);
+    answer_failed(k, failed, why);
+    answer_failed(k, lost, "partition_lost");
+    while (dropped) {
+        krec *nx = dropped->next;
+        atomic_fetch_add(&k->m.dropped, 1);
+        atomic_fetch_add(&k->m.dropped_queue_full, 1);
+        finish(k, dropped, "buffer_overflow", -1, -1);
+        dropped = nx;
+    }
+}
+
+static void *pump_main(void *arg) {
+    kaction *k = arg;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        int64_t now = now_ms();
+        /* metadata first (without the lock) */
+        for (ktopic *t = k->topics; t && !k->stop; t = t->next) {
+            bool due =
+                now >= t->next_refresh_ms && (t->count != 0 || t->pending.head || k->fixed_topic);
+            if (!due) continue;
+            pthread_mutex_unlock(&k->mu);
+            refresh_topic(k, t);
+            pthread_mutex_lock(&k->mu);
+        }
+        /* hand records to librdkafka within each partition's window */
+        for (ktopic *t = k->topics; t; t = t->next) {
+            for (int32_t p = 0; p < t->count && p < t->cap; p++) {
+                kqueue *q = &t->parts[p];
+                while (q->head &&
+                       (q->inflight == 0 || q->inflight_bytes + q->head->est <= k->window)) {
+                    krec *r = q->head;
+                    kprod_record rec = {.topic = t->name,
+                                        .partition = p,
+                                        .key = r->klen ? r->key : NULL, /* empty -> Kafka NULL */
+                                        .key_len = r->klen,
+                                        .value = r->vlen ? r->val : NULL,
+                                        .value_len = r->vlen,
+                                        .headers = r->hdrs,
+                                        .n_headers = r->nh,
+                                        .timestamp_ms = r->ts,
+                                        .opaque = r,
+                                        .borrow_value = true};
+                    ec_error err;
+                    if (kprod_send(k->p, &rec, &err) != EC_OK) break; /* librdkafka full: later */
+                    q_pop(q);
+                    q->inflight++;
+                    q->inflight_bytes += r->est;
+                    atomic_fetch_sub(&k->m.queuing, 1);
+                    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+                    atomic_fetch_add(&k->m.inflight, 1);
+                }
+            }
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += PUMP_IDLE_WAIT_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&k->cv, &k->mu, &until);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+/* -- life cycle -- */
+
+static void free_templates(kaction *k) {
+    tmpl_free(k->topic_t);
+    tmpl_free(k->key_t);
+    tmpl_free(k->val_t);
+    tmpl_free(k->ts_t);
+    kh_free(k->hdrs);
+}
+
+ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,
+                      void *reply_ctx, kaction **out, ec_error *err) {
+    kaction *k = calloc(1, sizeof *k);
+    if (!k) return ec_fail(err, EC_ENOMEM, "out of memory creating the action");
+    ec_status st;
+    if ((st = tmpl_compile(TMPL_NEW, act->topic, strlen(act->topic), &k->topic_t, err)) ||
+        (st = tmpl_compile(TMPL_LEGACY, act->key, strlen(act->key), &k->key_t, err)) ||
+        (st = tmpl_compile(TMPL_LEGACY, act->val, strlen(act->val), &k->val_t, err)) ||
+        (st = tmpl_compile(TMPL_LEGACY, act->timestamp, strlen(act->timestamp), &k->ts_t, err))) {
+        free_templates(k);
+        free(k);
+        return st;
+    }
+    if (act->kafka_headers || act->n_ext) {
+        size_t lens[2 * 64];
+        if (act->n_ext > 64) {
+            free_templates(k);
+            free(k);
+            return ec_fail(err, EC_ELIMIT, "parameters.kafka_ext_headers: at most 64 headers");
+        }
+        for (uint32_t i = 0; i < 2 * act->n_ext; i++)
+            lens[i] = strlen(act->ext_headers[i]);
+        if ((st =
+                 kh_compile(act->kafka_headers, act->kafka_headers ? strlen(act->kafka_headers) : 0,
+                            act->ext_headers, lens, act->n_ext, act->header_json, &k->hdrs, err))) {
+            free_templates(k);
+            free(k);
+            return st;
+        }
+    }
+    k->fixed_topic = tmpl_is_literal(k->topic_t);
+    k->strategy = act->strategy;
+    k->partitions_limit = act->partitions_limit;
+    k->per_partition_limit = act->per_partition_limit;
+    k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
+    k->refresh_ms = act->partition_count_refresh_s * 1000;
+    k->sync = act->sync;
+    k->sync_timeout_ms = act->sync_timeout_ms;
+    k->metadata_timeout_ms = (int)conn->metadata_request_timeout_ms;
+    k->reply = reply;
+    k->reply_ctx = reply_ctx;
+    arena a;
+    arena_init(&a, 4096);
+    kconf_props props;
+    if ((st = kconf_producer_props(conn, act, &a, &props, err)) ||
+        (st = kprod_new(props.kv, props.n, on_delivery, k, &k->p, err))) {
+        arena_free(&a);
+        free_templates(k);
+        free(k);
+        return st;
+    }
+    arena_free(&a);
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    if (k->fixed_topic) {
+        pthread_mutex_lock(&k->mu);
+        topic_get(k, act->topic, strlen(act->topic));
+        pthread_mutex_unlock(&k->mu);
+    }
+    if (pthread_create(&k->pump, NULL, pump_main, k) != 0) {
+        kprod_destroy(k->p, 0);
+        free_templates(k);
+        free(k);
+        return ec_fail(err, EC_ENOMEM, "cannot start the action's pump thread");
+    }
+    *out = k;
+    return EC_OK;
+}
+
+bool kaction_is_sync(const kaction *k, uint64_t *timeout_ms) {
+    if (timeout_ms) *timeout_ms = k->sync_timeout_ms;
+    return k->sync;
+}
+
+ec_status kaction_health(kaction *k, ec_error *err) {
+    if (!k->fixed_topic) return kprod_ping(k->p, k->metadata_timeout_ms, err);
+    int32_t n = kprod_partition_count(k->p, k->topic_t->src, k->metadata_timeout_ms, err);
+    return n > 0 ? EC_OK : EC_EKAFKA;
+}
+
+void kaction_get_metrics(kaction *k, kaction_metrics *m) {
+    memset(m, 0, sizeof *m);
+    m->matched = atomic_load(&k->m.matched);
+    m->success = atomic_load(&k->m.success);
+    m->failed = atomic_load(&k->m.failed);
+    m->dropped = atomic_load(&k->m.dropped);
+    m->dropped_queue_full = atomic_load(&k->m.dropped_queue_full);
+    m->dropped_resource_stopped = atomic_load(&k->m.dropped_resource_stopped);
+    m->queuing = atomic_load(&k->m.queuing);
+    m->queuing_bytes = atomic_load(&k->m.queuing_bytes);
+    m->inflight = atomic_load(&k->m.inflight);
+}
+
+void kaction_reset_metrics(kaction *k) { /* counters only; gauges keep their values */
+    atomic_store(&k->m.matched, 0);
+    atomic_store(&k->m.success, 0);
+    atomic_store(&k->m.failed, 0);
+    atomic_store(&k->m.dropped, 0);
+    atomic_store(&k->m.dropped_queue_full, 0);
+    atomic_store(&k->m.dropped_resource_stopped, 0);
+}
+
+void kaction_destroy(kaction *k, int flush_ms) {
+    if (!k) return;
+    /* let the pump drain the buffers into librdkafka for up to flush_ms */
+    int64_t deadline = now_ms() + flush_ms;
+    while (atomic_load(&k->m.queuing) > 0 && now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->pump, NULL);
+    int64_t left = deadline - now_ms();
+    kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
+    krec *rest = NULL;
+    for (ktopic *t = k->topics; t;) {
+        drain_all(k, &t->pending, &rest);
+        for (int32_t i = 0; i < t->cap; i++)
+            drain_all(k, &t->parts[i], &rest);
+        ktopic *n = t->next;
+        free(t->parts);
+        free(t->name);
+        free(t);
+        t = n;
+    }
+    while (rest) {
+        krec *n = rest->next;
+        atomic_fetch_add(&k->m.dropped, 1);
+        atomic_fetch_add(&k->m.dropped_resource_stopped, 1);
+        finish(k, rest, "resource_stopped", -1, -1);
+        rest = n;
+    }
+    free_templates(k);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    free(k);
+}

@@ -1,0 +1,67 @@
+/* kaction.h - a Kafka/Confluent producer action (sink-behaviour.md §1-10).
+ *
+ * kaction_send renders one rule output into a record (topic, key, value,
+ * timestamp, headers), picks its partition (key_dispatch / murmur2 / random,
+ * computed here so placement matches EMQX exactly) and appends it to that
+ * topic-partition's FIFO buffer. A pump thread hands buffered records to
+ * librdkafka while fewer than max_inflight x max_batch_bytes of estimated
+ * bytes are outstanding per partition. When a buffer holds more than
+ * per_partition_limit estimated bytes, the oldest records are dropped
+ * (dropped.queue_full). Records whose topic's partition count is not known yet
+ * (Kafka unreachable) wait in a per-topic queue and get their partition once
+ * metadata arrives.
+ *
+ * Outcomes: every record that reached a buffer ends in exactly one of
+ * success, failed or dropped.*; when a token was given, the reply function is
+ * called once with it (NULL error = acknowledged), from a C thread.
+ *
+ * @locality kaction_send: any thread, never blocks. kaction_new,
+ * kaction_health and kaction_destroy block (network): dirty I/O or a C thread. */
+#ifndef EC_KACTION_H
+#define EC_KACTION_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "../core/value.h"
+#include "kconf.h"
+
+typedef struct kaction kaction;
+
+typedef void (*kaction_reply_fn)(void *ctx, void *token, const char *error, int32_t partition,
+                                 int64_t offset);
+
+/* Counters of sink-behaviour.md §10.1 (queuing, queuing_bytes, inflight are gauges). */
+typedef struct kaction_metrics {
+    uint64_t matched, success, failed, dropped, dropped_queue_full, dropped_resource_stopped,
+        dropped_resource_not_found, dropped_expired, dropped_other, retried, late_reply, received;
+    int64_t queuing, queuing_bytes, inflight;
+} kaction_metrics;
+
+ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,
+                      void *reply_ctx, kaction **out, ec_error *err);
+
+/* Renders and enqueues one record. EC_OK: accepted (the outcome comes later);
+ * otherwise the record failed now (render/header/topic error: counted failed,
+ * no reply). */
+ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err);
+
+void kaction_get_metrics(kaction *k, kaction_metrics *m);
+void kaction_reset_metrics(kaction *k);
+
+/* Action health: the fixed topic exists with partitions (or, for a dynamic
+ * topic, a broker answers). Blocks up to the metadata request timeout. */
+ec_status kaction_health(kaction *k, ec_error *err);
+
+/* Whether the action waits for acks (query_mode sync) and for how long. */
+bool kaction_is_sync(const kaction *k, uint64_t *timeout_ms);
+
+/* Flushes (up to flush_ms), stops the pump, fails what is left, frees. */
+void kaction_destroy(kaction *k, int flush_ms);
+
+/* Estimated v2 record size (sink-behaviour.md §5). */
+uint64_t kaction_estimate_size(size_t key_len, size_t val_len, const size_t *hdr_lens,
+                               uint32_t n_hdr);
+
+#endif
