@@ -108,10 +108,13 @@ _build/fuzz/%: c_src/fuzz/%.c $(CORE_SRC) $(HEADERS)
 
 # Benchmarks (not part of make test): figures go to bench/RESULTS.md by hand,
 # with the command, the machine and the baseline of the same run.
-BENCH_BIN = _build/bench/bench_rules
-$(BENCH_BIN): bench/bench_rules.c $(call obj,$(CORE_SRC),_build/c)
+BENCH_BINS = _build/bench/bench_rules _build/bench/bench_sink
+_build/bench/%: bench/%.c $(call obj,$(CORE_SRC),_build/c)
 	@mkdir -p _build/bench
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
-bench: $(BENCH_BIN)
-	taskset -c 0 $(BENCH_BIN)
+# The sink benchmark runs against librdkafka's mock cluster and a real local
+# broker that scripts/kafka.sh starts (and stops) for it.
+bench: $(BENCH_BINS)
+	taskset -c 0 _build/bench/bench_rules
+	@scripts/bench-sink.sh

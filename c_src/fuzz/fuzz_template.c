@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         buf_init_arena(&b, &a);
         if (tmpl_render_strict(t, &ctx, TMPL_DECODE_ONCE, &a, &b, &err) != EC_OK && !err.msg[0])
             abort();
-        (void)tmpl_render_timestamp(t, &ctx, &a, 1);
+        (void)tmpl_render_timestamp(t, &ctx, &a);
         tmpl_free(t);
     }
     const char *ext[2] = {(const char *)data, "${x}"};

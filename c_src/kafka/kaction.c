@@ -20,6 +20,7 @@
 #define UNKNOWN_TOPIC_RETRY_MS 30000 /* EMQX caches "unknown topic" for 30 s */
 #define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
 #define PUMP_IDLE_WAIT_MS      100
+#define PUMP_BATCH             512 /* records handed to librdkafka per lock release */
 
 typedef struct ktopic ktopic;
 
@@ -65,6 +66,7 @@ struct kaction {
     pthread_cond_t cv;
     pthread_t pump;
     bool stop;
+    bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
     ktopic *topics;
     uint32_t ntopics;
     tmpl *topic_t, *key_t, *val_t, *ts_t;
@@ -177,6 +179,8 @@ static ktopic *topic_get(kaction *k, const char *name, size_t len) {
 
 /* -- sending -- */
 
+static bool hand_off(kaction *k, krec *r);
+
 static _Thread_local arena scratch;
 static _Thread_local bool scratch_ready;
 
@@ -203,7 +207,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         st = ec_fail(err, EC_ENOMEM, "out of memory rendering the record");
         goto failed;
     }
-    int64_t ts = tmpl_render_timestamp(k->ts_t, ctx, a, now_ms());
+    int64_t ts = tmpl_render_timestamp(k->ts_t, ctx, a);
     if (k->hdrs && (st = kh_render(k->hdrs, ctx, a, &hp, &nh, err))) goto failed;
     if (tb.len == 0 || tb.len > 249) {
         st = ec_fail(err, EC_EINVAL, "bad_topic: the topic renders to %zu bytes", tb.len);
@@ -267,6 +271,20 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     if (t->count > 0) {
         r->partition = pick(k, r, t->count);
         q = &t->parts[r->partition];
+        if (!q->head && (q->inflight == 0 || q->inflight_bytes + r->est <= k->window)) {
+            /* fast path: nothing buffered ahead of it and room in the window:
+             * hand it to librdkafka from this thread (non-blocking) */
+            q->inflight++;
+            q->inflight_bytes += r->est;
+            pthread_mutex_unlock(&k->mu);
+            if (hand_off(k, r)) {
+                arena_reset(a);
+                return EC_OK;
+            }
+            pthread_mutex_lock(&k->mu); /* librdkafka full: buffer it after all */
+            q->inflight--;
+            q->inflight_bytes -= r->est;
+        }
     } else {
         r->partition = -1;
         q = &t->pending;
@@ -275,7 +293,10 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     atomic_fetch_add(&k->m.queuing, 1);
     atomic_fetch_add(&k->m.queuing_bytes, r->est);
     enforce_limit(k, q, &dropped);
-    pthread_cond_signal(&k->cv);
+    if (k->pump_idle) {
+        k->pump_idle = false;
+        pthread_cond_signal(&k->cv);
+    }
     pthread_mutex_unlock(&k->mu);
     while (dropped) {
         krec *n = dropped->next;
@@ -292,6 +313,26 @@ failed:
     return st;
 }
 
+/* Hands one record to librdkafka (no lock held). False: librdkafka's queue is
+ * full, the caller keeps the record. */
+static bool hand_off(kaction *k, krec *r) {
+    kprod_record rec = {.topic = r->topic->name,
+                        .partition = r->partition,
+                        .key = r->klen ? r->key : NULL, /* empty -> Kafka NULL */
+                        .key_len = r->klen,
+                        .value = r->vlen ? r->val : NULL,
+                        .value_len = r->vlen,
+                        .headers = r->hdrs,
+                        .n_headers = r->nh,
+                        .timestamp_ms = r->ts,
+                        .opaque = r,
+                        .borrow_value = true};
+    ec_error err;
+    if (kprod_send(k->p, &rec, &err) != EC_OK) return false;
+    atomic_fetch_add(&k->m.inflight, 1);
+    return true;
+}
+
 /* -- delivery reports (librdkafka poll thread) -- */
 
 static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t partition,
@@ -302,7 +343,10 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
     kqueue *q = &r->topic->parts[r->partition];
     q->inflight_bytes -= r->est;
     q->inflight--;
-    pthread_cond_signal(&k->cv); /* the window has room again */
+    if (q->head && k->pump_idle) { /* records wait for window room: wake the pump */
+        k->pump_idle = false;
+        pthread_cond_signal(&k->cv);
+    }
     pthread_mutex_unlock(&k->mu);
     atomic_fetch_sub(&k->m.inflight, 1);
     atomic_fetch_add(err ? &k->m.failed : &k->m.success, 1);
@@ -387,40 +431,51 @@ static void *pump_main(void *arg) {
             refresh_topic(k, t);
             pthread_mutex_lock(&k->mu);
         }
-        /* hand records to librdkafka within each partition's window */
-        for (ktopic *t = k->topics; t; t = t->next) {
-            for (int32_t p = 0; p < t->count && p < t->cap; p++) {
+        /* take a batch within each partition's window under the lock, hand it
+         * to librdkafka without the lock (senders are never held up by it) */
+        krec *batch[PUMP_BATCH];
+        int nb = 0;
+        for (ktopic *t = k->topics; t && nb < PUMP_BATCH; t = t->next) {
+            for (int32_t p = 0; p < t->count && p < t->cap && nb < PUMP_BATCH; p++) {
                 kqueue *q = &t->parts[p];
-                while (q->head &&
+                while (q->head && nb < PUMP_BATCH &&
                        (q->inflight == 0 || q->inflight_bytes + q->head->est <= k->window)) {
-                    krec *r = q->head;
-                    kprod_record rec = {.topic = t->name,
-                                        .partition = p,
-                                        .key = r->klen ? r->key : NULL, /* empty -> Kafka NULL */
-                                        .key_len = r->klen,
-                                        .value = r->vlen ? r->val : NULL,
-                                        .value_len = r->vlen,
-                                        .headers = r->hdrs,
-                                        .n_headers = r->nh,
-                                        .timestamp_ms = r->ts,
-                                        .opaque = r,
-                                        .borrow_value = true};
-                    ec_error err;
-                    if (kprod_send(k->p, &rec, &err) != EC_OK) break; /* librdkafka full: later */
-                    q_pop(q);
+                    krec *r = q_pop(q);
                     q->inflight++;
                     q->inflight_bytes += r->est;
-                    atomic_fetch_sub(&k->m.queuing, 1);
-                    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-                    atomic_fetch_add(&k->m.inflight, 1);
+                    batch[nb++] = r;
                 }
             }
+        }
+        if (nb) {
+            pthread_mutex_unlock(&k->mu);
+            int sent = 0;
+            for (; sent < nb; sent++) {
+                krec *r = batch[sent];
+                if (!hand_off(k, r)) break; /* librdkafka full: retry later */
+                atomic_fetch_sub(&k->m.queuing, 1);
+                atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+            }
+            pthread_mutex_lock(&k->mu);
+            for (int i = nb - 1; i >= sent; i--) { /* not taken: back to the head, in order */
+                krec *r = batch[i];
+                kqueue *q = &r->topic->parts[r->partition];
+                q->inflight--;
+                q->inflight_bytes -= r->est;
+                r->next = q->head;
+                q->head = r;
+                if (!q->tail) q->tail = r;
+                q->bytes += r->est;
+            }
+            if (sent == nb) continue; /* more may be waiting: no sleep */
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += PUMP_IDLE_WAIT_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        k->pump_idle = true;
         pthread_cond_timedwait(&k->cv, &k->mu, &until);
+        k->pump_idle = false;
     }
     pthread_mutex_unlock(&k->mu);
     return NULL;
@@ -548,7 +603,7 @@ void kaction_destroy(kaction *k, int flush_ms) {
     }
     pthread_mutex_lock(&k->mu);
     k->stop = true;
-    pthread_cond_signal(&k->cv);
+    pthread_cond_signal(&k->cv); /* unconditionally: stop must be seen */
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->pump, NULL);
     int64_t left = deadline - now_ms();

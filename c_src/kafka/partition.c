@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "../core/rng.h"
+
 #define MIX(a, b, c)                                                                               \
     do {                                                                                           \
         a -= b, a -= c, a ^= (c >> 13);                                                            \
@@ -90,5 +92,5 @@ int32_t part_pick(part_strategy s, const void *key, size_t len, int32_t count) {
         return (int32_t)(((uint32_t)part_murmur2(key, len) & 0x7fffffffu) % (uint32_t)count);
     case PART_RANDOM: break;
     }
-    return (int32_t)(arc4random_uniform((uint32_t)count));
+    return (int32_t)rng_below((uint32_t)count);
 }

@@ -2,6 +2,7 @@
 #include "tmpl.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "../core/json.h"
@@ -203,19 +204,31 @@ ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, 
     return buf_ok(out) ? EC_OK : ec_fail(err, EC_ENOMEM, "out of memory rendering template");
 }
 
-int64_t tmpl_render_timestamp(const tmpl *t, const value *ctx, arena *a, int64_t now_ms) {
+/* the rendered integer, or INT64_MIN when it is not one */
+static int64_t parse_ts(const tmpl *t, const value *ctx, arena *a) {
     ec_buf b;
     buf_init_arena(&b, a);
     if (!tmpl_render(t, ctx, TMPL_DECODE_EVERY, false, a, &b) || b.len == 0 || b.len > 20)
-        return now_ms;
+        return INT64_MIN;
     size_t i = b.p[0] == '-' ? 1 : 0;
-    if (i == b.len) return now_ms;
+    if (i == b.len) return INT64_MIN;
     uint64_t acc = 0;
     for (; i < b.len; i++) {
         unsigned d = (unsigned)(b.p[i] - '0');
-        if (d > 9 || acc > (UINT64_MAX - d) / 10) return now_ms;
+        if (d > 9 || acc > (UINT64_MAX - d) / 10) return INT64_MIN;
         acc = acc * 10 + d;
     }
-    if (b.p[0] == '-') return acc > (uint64_t)INT64_MAX + 1 ? now_ms : (int64_t)(0 - acc);
-    return acc > (uint64_t)INT64_MAX ? now_ms : (int64_t)acc;
+    if (b.p[0] == '-') return acc > (uint64_t)INT64_MAX + 1 ? INT64_MIN : (int64_t)(0 - acc);
+    return acc > (uint64_t)INT64_MAX ? INT64_MIN : (int64_t)acc;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t tmpl_render_timestamp(const tmpl *t, const value *ctx, arena *a) {
+    int64_t r = parse_ts(t, ctx, a);
+    return r == INT64_MIN ? wall_ms() : r;
 }

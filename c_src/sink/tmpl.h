@@ -76,7 +76,7 @@ ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, 
                              ec_buf *out, ec_error *err);
 
 /* Kafka timestamp: render leniently, parse as a decimal integer; anything
- * else gives now_ms. */
-int64_t tmpl_render_timestamp(const tmpl *t, const value *ctx, arena *a, int64_t now_ms);
+ * else gives the current time (read only then). */
+int64_t tmpl_render_timestamp(const tmpl *t, const value *ctx, arena *a);
 
 #endif

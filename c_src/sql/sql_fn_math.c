@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "../core/rng.h"
 #include "sql_fn.h"
 
 /* a float result must be finite (EMQX raises badarith otherwise) */
@@ -86,8 +87,7 @@ FN(fmod) {
 FN(random) {
     UNUSED_ARGS;
     (void)ev;
-    uint64_t r = (((uint64_t)arc4random() << 32) | arc4random()) >> 11; /* 53 random bits */
-    *out = v_float((double)r * 0x1.0p-53);
+    *out = v_float(rng_unit());
     return EC_OK;
 }
 

@@ -1,0 +1,195 @@
+/* bench_sink.c - producer action throughput (make bench).
+ *
+ * For each case, N records go (a) through the action: render key/value/
+ * timestamp templates from a rule output, partition, buffer, produce, wait
+ * for every ack (acks=all); and (b) through raw librdkafka: the same
+ * pre-rendered keys/values, same partitions, same producer properties. The
+ * ratio a/b is the cost of our layer. Runs on librdkafka's mock cluster and,
+ * when KAFKA_BOOTSTRAP is set, on that real broker (topic KAFKA_BENCH_TOPIC
+ * with 3 partitions). */
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../c_src/core/json.h"
+#include "../c_src/kafka/kaction.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static _Atomic long acked;
+static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64_t o) {
+    (void)ctx, (void)token, (void)p, (void)o;
+    if (error) fprintf(stderr, "delivery error: %s\n", error);
+    atomic_fetch_add(&acked, 1);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk, (void)opaque;
+    if (m->err) fprintf(stderr, "raw delivery error: %s\n", rd_kafka_err2str(m->err));
+    atomic_fetch_add(&acked, 1);
+}
+
+typedef struct bench_case {
+    const char *bootstrap; /* NULL: mock cluster */
+    const char *topic;
+    size_t value_len;
+    const char *strategy;
+    int n;
+} bench_case;
+
+static void conn_and_action(const bench_case *c, arena *a, kconf_connector *conn, kconf_action *act) {
+    char conf[512];
+    snprintf(conf, sizeof conf,
+             "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\"}", c->bootstrap ? c->bootstrap : "127.0.0.1:1");
+    value cv, av;
+    ec_error err;
+    if (json_decode(a, arena_strndup(a, conf, strlen(conf)), strlen(conf), NULL, &cv, &err) ||
+        kconf_connector_parse(&cv, a, conn, &err)) {
+        fprintf(stderr, "connector: %s\n", err.msg);
+        exit(1);
+    }
+    if (!c->bootstrap) { /* librdkafka's built-in mock cluster replaces the bootstrap list */
+        conn->props.kv[2 * conn->props.n] = "test.mock.num.brokers";
+        conn->props.kv[2 * conn->props.n + 1] = "1";
+        conn->props.n++;
+    }
+    snprintf(conf, sizeof conf,
+             "{\"parameters\":{\"topic\":\"%s\",\"partition_strategy\":\"%s\",\"required_acks\":\"all_isr\","
+             "\"message\":{\"key\":\"${clientid}\",\"value\":\"${payload}\"}}}",
+             c->topic, c->strategy);
+    if (json_decode(a, arena_strndup(a, conf, strlen(conf)), strlen(conf), NULL, &av, &err) ||
+        kconf_action_parse(&av, false, a, act, &err)) {
+        fprintf(stderr, "action: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+static double run_action(const bench_case *c, char **keys, const char *payload) {
+    arena a;
+    arena_init(&a, 8192);
+    kconf_connector conn;
+    kconf_action act;
+    conn_and_action(c, &a, &conn, &act);
+    kaction *k;
+    ec_error err;
+    if (kaction_new(&conn, &act, on_reply, NULL, &k, &err)) {
+        fprintf(stderr, "kaction_new: %s\n", err.msg);
+        exit(1);
+    }
+    /* warm up: metadata and connections */
+    atomic_store(&acked, 0);
+    arena ma;
+    arena_init(&ma, 8192);
+    bool ok;
+    value out = v_map_new(&ma, 4, &ok);
+    v_map_append(&ma, &out, V_LIT("clientid"), V_LIT("warm"));
+    v_map_append(&ma, &out, V_LIT("payload"), v_bin(payload, c->value_len));
+    v_map_append(&ma, &out, V_LIT("timestamp"), v_int(1700000000000));
+    kaction_send(k, &out, (void *)1, &err);
+    while (atomic_load(&acked) < 1) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&acked, 0);
+    double t0 = now_s();
+    for (int i = 0; i < c->n; i++) {
+        out.u.pairs[0].val = v_bin(keys[i % 1000], strlen(keys[i % 1000]));
+        if (kaction_send(k, &out, (void *)1, &err)) {
+            fprintf(stderr, "send: %s\n", err.msg);
+            exit(1);
+        }
+    }
+    while (atomic_load(&acked) < c->n) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    double dt = now_s() - t0;
+    kaction_destroy(k, 1000);
+    arena_free(&ma);
+    arena_free(&a);
+    return c->n / dt;
+}
+
+static double run_raw(const bench_case *c, char **keys, const char *payload) {
+    arena a;
+    arena_init(&a, 8192);
+    kconf_connector conn;
+    kconf_action act;
+    conn_and_action(c, &a, &conn, &act);
+    kconf_props props;
+    ec_error err;
+    kconf_producer_props(&conn, &act, &a, &props, &err);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[256];
+    for (size_t i = 0; i < props.n; i++)
+        if (rd_kafka_conf_set(conf, props.kv[2 * i], props.kv[2 * i + 1], errstr, sizeof errstr)) {
+            fprintf(stderr, "%s\n", errstr);
+            exit(1);
+        }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    part_strategy ps = strcmp(c->strategy, "key_dispatch") == 0 ? PART_KEY_DISPATCH : PART_RANDOM;
+    /* the same pre-rendered records: key, value, the partition our action picks */
+    atomic_store(&acked, 0);
+    rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_VALUE((void *)payload, c->value_len), RD_KAFKA_V_END);
+    while (atomic_load(&acked) < 1) rd_kafka_poll(rk, 1);
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, c->topic, NULL);
+    rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    int32_t cnt = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    atomic_store(&acked, 0);
+    double t0 = now_s();
+    for (int i = 0; i < c->n; i++) {
+        const char *key = keys[i % 1000];
+        size_t kl = strlen(key);
+        int32_t p = part_pick(ps, key, kl, cnt);
+        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_PARTITION(p),
+                                 RD_KAFKA_V_KEY((void *)key, kl), RD_KAFKA_V_VALUE((void *)payload, c->value_len),
+                                 RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_TIMESTAMP(1700000000000), RD_KAFKA_V_END) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 1);
+        rd_kafka_poll(rk, 0);
+    }
+    while (atomic_load(&acked) < c->n) rd_kafka_poll(rk, 1);
+    double dt = now_s() - t0;
+    rd_kafka_destroy(rk);
+    arena_free(&a);
+    return c->n / dt;
+}
+
+int main(void) {
+    char *keys[1000];
+    for (int i = 0; i < 1000; i++) {
+        keys[i] = malloc(24);
+        snprintf(keys[i], 24, "vehicle-%04d", i);
+    }
+    char *payload = malloc(1024);
+    memset(payload, 'x', 1024);
+    const char *real = getenv("KAFKA_BOOTSTRAP");
+    const char *real_topic = getenv("KAFKA_BENCH_TOPIC");
+    int n = getenv("BENCH_RECORDS") ? atoi(getenv("BENCH_RECORDS")) : 200000;
+    printf("%-8s %-13s %6s %12s %12s %7s\n", "cluster", "strategy", "value", "action r/s", "raw r/s", "ratio");
+    for (int where = 0; where < 2; where++) {
+        if (where == 1 && !real) break;
+        for (int s = 0; s < 2; s++)
+            for (int v = 0; v < 2; v++) {
+                bench_case c = {where ? real : NULL, where ? real_topic : "bench-mock", v ? 1024 : 100,
+                                s ? "key_dispatch" : "random", n};
+                double raw = run_raw(&c, keys, payload);
+                double act = run_action(&c, keys, payload);
+                printf("%-8s %-13s %6zu %12.0f %12.0f %6.0f%%\n", where ? "real" : "mock", c.strategy, c.value_len,
+                       act, raw, 100 * act / raw);
+                fflush(stdout);
+            }
+    }
+    return 0;
+}
