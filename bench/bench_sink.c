@@ -4,7 +4,8 @@
  * timestamp templates from a rule output, partition, buffer, produce, wait
  * for every ack (acks=all); and (b) through raw librdkafka: the same
  * pre-rendered keys/values, same partitions, same producer properties. The
- * ratio a/b is the cost of our layer. Runs on librdkafka's mock cluster and,
+ * ratio a/b is the cost of our layer; each pair runs 5 times in alternating
+ * order and the medians are compared. Runs on librdkafka's mock cluster and,
  * when KAFKA_BOOTSTRAP is set, on that real broker (topic KAFKA_BENCH_TOPIC
  * with 3 partitions). */
 #include <librdkafka/rdkafka.h>
@@ -28,6 +29,10 @@ static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64
     (void)ctx, (void)token, (void)p, (void)o;
     if (error) fprintf(stderr, "delivery error: %s\n", error);
     atomic_fetch_add(&acked, 1);
+}
+
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk, (void)level, (void)fac, (void)buf;
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -134,6 +139,7 @@ static double run_raw(const bench_case *c, char **keys, const char *payload) {
             exit(1);
         }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     part_strategy ps = strcmp(c->strategy, "key_dispatch") == 0 ? PART_KEY_DISPATCH : PART_RANDOM;
     /* the same pre-rendered records: key, value, the partition our action picks */
@@ -166,6 +172,16 @@ static double run_raw(const bench_case *c, char **keys, const char *payload) {
     return c->n / dt;
 }
 
+static int dcmp(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static double median5(double *v) {
+    qsort(v, 5, sizeof *v, dcmp);
+    return v[2];
+}
+
 int main(void) {
     char *keys[1000];
     for (int i = 0; i < 1000; i++) {
@@ -176,7 +192,8 @@ int main(void) {
     memset(payload, 'x', 1024);
     const char *real = getenv("KAFKA_BOOTSTRAP");
     const char *real_topic = getenv("KAFKA_BENCH_TOPIC");
-    int n = getenv("BENCH_RECORDS") ? atoi(getenv("BENCH_RECORDS")) : 200000;
+    int n = getenv("BENCH_RECORDS") ? atoi(getenv("BENCH_RECORDS")) : 100000;
+    printf("%d records per run, medians of 5 runs\n", n);
     printf("%-8s %-13s %6s %12s %12s %7s\n", "cluster", "strategy", "value", "action r/s", "raw r/s", "ratio");
     for (int where = 0; where < 2; where++) {
         if (where == 1 && !real) break;
@@ -184,8 +201,18 @@ int main(void) {
             for (int v = 0; v < 2; v++) {
                 bench_case c = {where ? real : NULL, where ? real_topic : "bench-mock", v ? 1024 : 100,
                                 s ? "key_dispatch" : "random", n};
-                double raw = run_raw(&c, keys, payload);
-                double act = run_action(&c, keys, payload);
+                /* 5 rounds, alternating which runs first; medians of each */
+                double raws[5], acts[5];
+                for (int rnd = 0; rnd < 5; rnd++) {
+                    if (rnd % 2) {
+                        acts[rnd] = run_action(&c, keys, payload);
+                        raws[rnd] = run_raw(&c, keys, payload);
+                    } else {
+                        raws[rnd] = run_raw(&c, keys, payload);
+                        acts[rnd] = run_action(&c, keys, payload);
+                    }
+                }
+                double raw = median5(raws), act = median5(acts);
                 printf("%-8s %-13s %6zu %12.0f %12.0f %6.0f%%\n", where ? "real" : "mock", c.strategy, c.value_len,
                        act, raw, 100 * act / raw);
                 fflush(stdout);
