@@ -1,0 +1,214 @@
+/* test_kaction.c - the producer action against librdkafka's mock cluster:
+ * fault injection (message too large, leader change, request timeout, broker
+ * down with a full buffer) and the outcome counters. The real broker is
+ * tested by test/emqx_confluent_sink_SUITE.erl. */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "../core/json.h"
+#include "../kafka/kaction.h"
+#include "test.h"
+
+typedef struct replies {
+    pthread_mutex_t mu;
+    int ok, err;
+    char last_err[256];
+} replies;
+
+static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64_t o) {
+    (void)token, (void)p, (void)o;
+    replies *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    if (error) {
+        r->err++;
+        snprintf(r->last_err, sizeof r->last_err, "%s", error);
+    } else {
+        r->ok++;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static bool wait_replies(replies *r, int n, int timeout_ms) {
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        pthread_mutex_lock(&r->mu);
+        int got = r->ok + r->err;
+        pthread_mutex_unlock(&r->mu);
+        if (got >= n) return true;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+static void quiet(const rd_kafka_t *rk, int l, const char *f, const char *b) {
+    (void)rk, (void)l, (void)f, (void)b;
+}
+
+typedef struct mock {
+    rd_kafka_t *host; /* holds the mock cluster */
+    rd_kafka_mock_cluster_t *mc;
+} mock;
+
+static bool mock_start(mock *m, int brokers) {
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, quiet);
+    m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!m->host) return false;
+    m->mc = rd_kafka_mock_cluster_new(m->host, brokers);
+    return m->mc != NULL;
+}
+
+static void mock_stop(mock *m) {
+    rd_kafka_mock_cluster_destroy(m->mc);
+    rd_kafka_destroy(m->host);
+}
+
+/* an action on the mock cluster; extra: more "parameters" JSON members */
+static kaction *action_on(mock *m, const char *topic, const char *extra, replies *r, arena *a) {
+    char js[1024];
+    snprintf(js, sizeof js,
+             "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"metadata_request_timeout\":"
+             "\"1s\"}",
+             rd_kafka_mock_cluster_bootstraps(m->mc));
+    value cv, av;
+    kconf_connector c;
+    kconf_action act;
+    ec_error err;
+    char *cj = arena_strndup(a, js, strlen(js));
+    if (json_decode(a, cj, strlen(cj), NULL, &cv, &err) || kconf_connector_parse(&cv, a, &c, &err))
+        return NULL;
+    snprintf(
+        js, sizeof js,
+        "{\"parameters\":{\"topic\":\"%s\",\"message\":{\"key\":\"${k}\",\"value\":\"${v}\"}%s}}",
+        topic, extra);
+    char *aj = arena_strndup(a, js, strlen(js));
+    if (json_decode(a, aj, strlen(aj), NULL, &av, &err) ||
+        kconf_action_parse(&av, false, a, &act, &err)) {
+        fprintf(stderr, "    action: %s\n", err.msg);
+        return NULL;
+    }
+    kaction *k;
+    if (kaction_new(&c, &act, on_reply, r, &k, &err)) {
+        fprintf(stderr, "    kaction_new: %s\n", err.msg);
+        return NULL;
+    }
+    return k;
+}
+
+static ec_status send_one(kaction *k, arena *a, const char *key, size_t vlen) {
+    bool ok;
+    value out = v_map_new(a, 2, &ok);
+    char *v = arena_alloc(a, vlen + 1);
+    memset(v, 'v', vlen);
+    v_map_append(a, &out, V_LIT("k"), v_bin(key, strlen(key)));
+    v_map_append(a, &out, V_LIT("v"), v_bin(v, vlen));
+    ec_error err;
+    return kaction_send(k, &out, (void *)1, &err);
+}
+
+TEST(kaction_mock_message_too_large_fails) {
+    mock m;
+    REQUIRE(mock_start(&m, 1));
+    rd_kafka_mock_topic_create(m.mc, "big", 1, 1);
+    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    arena a;
+    arena_init(&a, 8192);
+    kaction *k = action_on(&m, "big", "", &r, &a);
+    REQUIRE(k);
+    REQUIRE(send_one(k, &a, "k0", 10) == EC_OK); /* warm: metadata, connection */
+    REQUIRE(wait_replies(&r, 1, 10000));
+    rd_kafka_mock_push_request_errors(m.mc, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    REQUIRE(send_one(k, &a, "k1", 10) == EC_OK);
+    REQUIRE(wait_replies(&r, 2, 10000));
+    kaction_metrics mt;
+    kaction_get_metrics(k, &mt);
+    CHECK_INT(r.ok, 1);
+    CHECK_INT(r.err, 1);
+    CHECK(strstr(r.last_err, "too large") != NULL);
+    CHECK_INT(mt.matched, 2);
+    CHECK_INT(mt.success, 1);
+    CHECK_INT(mt.failed, 1); /* permanent: counted failed, not retried forever */
+    CHECK_INT(mt.inflight, 0);
+    kaction_destroy(k, 1000);
+    arena_free(&a);
+    mock_stop(&m);
+}
+
+TEST(kaction_mock_retriable_errors_then_success) {
+    mock m;
+    REQUIRE(mock_start(&m, 3));
+    rd_kafka_mock_topic_create(m.mc, "flaky", 2, 3);
+    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    arena a;
+    arena_init(&a, 8192);
+    kaction *k = action_on(&m, "flaky", ",\"partition_strategy\":\"key_dispatch\"", &r, &a);
+    REQUIRE(k);
+    REQUIRE(send_one(k, &a, "a", 10) == EC_OK);
+    REQUIRE(wait_replies(&r, 1, 10000));
+    /* a request timeout and a leader change on the way: retried, then delivered */
+    rd_kafka_mock_push_request_errors(m.mc, 0, 3, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+    rd_kafka_mock_partition_set_leader(m.mc, "flaky", 0, 2);
+    rd_kafka_mock_partition_set_leader(m.mc, "flaky", 1, 3);
+    for (int i = 0; i < 20; i++)
+        REQUIRE(send_one(k, &a, i % 2 ? "a" : "abc", 10) == EC_OK);
+    REQUIRE(wait_replies(&r, 21, 20000));
+    kaction_metrics mt;
+    kaction_get_metrics(k, &mt);
+    CHECK_INT(r.err, 0);
+    CHECK_INT(mt.success, 21);
+    CHECK_INT(mt.failed, 0);
+    CHECK_INT(mt.dropped, 0);
+    kaction_destroy(k, 1000);
+    arena_free(&a);
+    mock_stop(&m);
+}
+
+TEST(kaction_mock_broker_down_overflow_then_recovers) {
+    mock m;
+    REQUIRE(mock_start(&m, 1));
+    rd_kafka_mock_topic_create(m.mc, "down", 1, 1);
+    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    arena a;
+    arena_init(&a, 8192);
+    /* a window of one small batch, a buffer of about ten 100-byte records */
+    uint64_t est = kaction_estimate_size(2, 100, NULL, 0);
+    char extra[256];
+    snprintf(
+        extra, sizeof extra,
+        ",\"max_inflight\":1,\"max_batch_bytes\":%llu,\"buffer\":{\"per_partition_limit\":%llu}",
+        (unsigned long long)est, (unsigned long long)(10 * est));
+    kaction *k = action_on(&m, "down", extra, &r, &a);
+    REQUIRE(k);
+    REQUIRE(send_one(k, &a, "k0", 100) == EC_OK);
+    REQUIRE(wait_replies(&r, 1, 10000));
+    rd_kafka_mock_broker_set_down(m.mc, 1);
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    for (int i = 0; i < 30; i++)
+        REQUIRE(send_one(k, &a, "k1", 100) == EC_OK);
+    /* one record in flight, ten buffered, the nineteen oldest of the rest dropped */
+    kaction_metrics mt;
+    kaction_get_metrics(k, &mt);
+    CHECK_INT(mt.dropped_queue_full, 19);
+    CHECK_INT(mt.dropped, 19);
+    CHECK_INT(mt.queuing, 10);
+    CHECK_INT(mt.inflight, 1);
+    rd_kafka_mock_broker_set_up(m.mc, 1);
+    REQUIRE(wait_replies(&r, 31, 30000));
+    kaction_get_metrics(k, &mt);
+    CHECK_INT(mt.success, 12); /* warm-up + in flight + ten buffered */
+    CHECK_INT(mt.failed, 0);
+    CHECK_INT(mt.matched, 31);
+    CHECK_INT(mt.success + mt.failed + mt.dropped, mt.matched);
+    CHECK_INT(r.err, 19); /* each drop answered buffer_overflow */
+    kaction_destroy(k, 1000);
+    arena_free(&a);
+    mock_stop(&m);
+}
