@@ -1,6 +1,8 @@
 /* kconf.c - configuration parsing and mapping; see kconf.h. */
 #include "kconf.h"
 
+#include "kprod.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -361,7 +363,10 @@ ec_status kconf_connector_parse(const value *conf, arena *a, kconf_connector *ou
             return bad(err, "socket_opts.tcp_keepalive",
                        "expected \"none\" or \"Idle,Interval,Probes\" (1-72000, 1-750, 1-90)");
         out->keepalive = (kconf_keepalive){true, idle, intv, probes};
-        if (!add(p, a, "socket.keepalive.enable", "true"))
+        char ka_val[48];
+        snprintf(ka_val, sizeof ka_val, "%d,%d,%d", idle, intv, probes);
+        if (!add(p, a, "socket.keepalive.enable", "true") ||
+            !add(p, a, KPROD_PROP_KEEPALIVE, ka_val))
             return ec_fail(err, EC_ENOMEM, "out of memory");
     }
     const value *ro = get(conf, "resource_opts");

@@ -2,6 +2,9 @@
 #include "kprod.h"
 
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -11,6 +14,7 @@
 
 struct kprod {
     rd_kafka_t *rk;
+    int ka_idle, ka_intvl, ka_cnt; /* TCP keep-alive; 0 = system defaults */
     kprod_delivery_fn on_delivery;
     void *ctx;
     pthread_t poller;
@@ -61,6 +65,20 @@ size_t kprod_last_error(kprod *p, char *buf, size_t n) {
     return len;
 }
 
+/* librdkafka's socket.keepalive.enable only switches keep-alive on; the
+ * timing (EMQX's tcp_keepalive "Idle,Interval,Probes") is set here. */
+static int socket_cb(int domain, int type, int protocol, void *opaque) {
+    kprod *p = opaque;
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0 || !p || !p->ka_idle) return fd;
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &p->ka_idle, sizeof p->ka_idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &p->ka_intvl, sizeof p->ka_intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &p->ka_cnt, sizeof p->ka_cnt);
+    return fd;
+}
+
 static void *poll_main(void *arg) {
     kprod *p = arg;
     while (!atomic_load(&p->stop))
@@ -73,7 +91,17 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) return ec_fail(err, EC_ENOMEM, "out of memory creating Kafka configuration");
+    int ka[3] = {0, 0, 0};
     for (size_t i = 0; i < n; i++) {
+        if (strcmp(kv[2 * i], KPROD_PROP_KEEPALIVE) == 0) { /* ours, not librdkafka's */
+            if (sscanf(kv[2 * i + 1], "%d,%d,%d", &ka[0], &ka[1], &ka[2]) != 3 || ka[0] < 1 ||
+                ka[1] < 1 || ka[2] < 1) {
+                rd_kafka_conf_destroy(conf);
+                return ec_fail(err, EC_EINVAL, "%s: expected Idle,Interval,Probes",
+                               KPROD_PROP_KEEPALIVE);
+            }
+            continue;
+        }
         if (rd_kafka_conf_set(conf, kv[2 * i], kv[2 * i + 1], errstr, sizeof errstr) !=
             RD_KAFKA_CONF_OK) {
             rd_kafka_conf_destroy(conf);
@@ -87,6 +115,10 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     }
     p->on_delivery = on_delivery;
     p->ctx = ctx;
+    p->ka_idle = ka[0];
+    p->ka_intvl = ka[1];
+    p->ka_cnt = ka[2];
+    if (ka[0]) rd_kafka_conf_set_socket_cb(conf, socket_cb);
     pthread_mutex_init(&p->log_lock, NULL);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_log_cb(conf, log_cb);

@@ -48,6 +48,10 @@ typedef struct kprod_record {
     bool borrow_value;    /* value bytes stay valid until the delivery callback: no copy */
 } kprod_record;
 
+/* A property of ours among the librdkafka ones: "Idle,Interval,Probes" in
+ * seconds for TCP keep-alive (EMQX socket_opts.tcp_keepalive). */
+#define KPROD_PROP_KEEPALIVE "ec.tcp.keepalive"
+
 /* Creates a producer from n librdkafka properties kv[2i] = kv[2i+1].
  * Validates the properties (an unknown key or bad value is EC_EINVAL naming
  * it). Does not wait for the cluster. */

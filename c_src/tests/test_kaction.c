@@ -6,6 +6,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "../core/json.h"
@@ -208,6 +209,67 @@ TEST(kaction_mock_broker_down_overflow_then_recovers) {
     CHECK_INT(mt.matched, 31);
     CHECK_INT(mt.success + mt.failed + mt.dropped, mt.matched);
     CHECK_INT(r.err, 19); /* each drop answered buffer_overflow */
+    kaction_destroy(k, 1000);
+    arena_free(&a);
+    mock_stop(&m);
+}
+
+/* socket_opts.tcp_keepalive "Idle,Interval,Probes" reaches the sockets:
+ * `ss -o` shows a keepalive timer that starts at Idle seconds. */
+TEST(kaction_tcp_keepalive_applied) {
+    mock m;
+    REQUIRE(mock_start(&m, 1));
+    rd_kafka_mock_topic_create(m.mc, "ka", 1, 1);
+    const char *bs = rd_kafka_mock_cluster_bootstraps(m.mc);
+    const char *port = strrchr(bs, ':');
+    REQUIRE(port);
+    char js[512];
+    snprintf(js, sizeof js,
+             "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"socket_opts\":{\"tcp_"
+             "keepalive\":\"240,30,5\"}}",
+             bs);
+    arena a;
+    arena_init(&a, 8192);
+    value cv, av;
+    kconf_connector c;
+    kconf_action act;
+    ec_error err;
+    REQUIRE(json_decode(&a, js, strlen(js), NULL, &cv, &err) == EC_OK);
+    REQUIRE(kconf_connector_parse(&cv, &a, &c, &err) == EC_OK);
+    const char *aj = "{\"parameters\":{\"topic\":\"ka\"}}";
+    REQUIRE(json_decode(&a, aj, strlen(aj), NULL, &av, &err) == EC_OK);
+    REQUIRE(kconf_action_parse(&av, false, &a, &act, &err) == EC_OK);
+    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    kaction *k;
+    REQUIRE(kaction_new(&c, &act, on_reply, &r, &k, &err) == EC_OK);
+    REQUIRE(send_one(k, &a, "k", 10) == EC_OK);
+    REQUIRE(wait_replies(&r, 1, 10000));
+    char cmd[160], line[512];
+    snprintf(cmd, sizeof cmd, "ss -tnoH state established '( dport = :%s )' 2>&1", port + 1);
+    FILE *f = popen(cmd, "r");
+    REQUIRE(f);
+    int keepalive_timers = 0, secs = -1;
+    while (fgets(line, sizeof line, f)) {
+        char *t = strstr(line, "timer:(keepalive,");
+        if (t) {
+            keepalive_timers++;
+            /* ss prints e.g. "3min59sec", "59sec" or "119min" */
+            const char *q = t + strlen("timer:(keepalive,");
+            int v = atoi(q);
+            while (*q >= '0' && *q <= '9')
+                q++;
+            if (!strncmp(q, "min", 3)) {
+                secs = v * 60;
+                q += 3;
+                if (*q >= '0' && *q <= '9') secs += atoi(q);
+            } else {
+                secs = v; /* "sec" (or "ms": below a second) */
+            }
+        }
+    }
+    pclose(f);
+    CHECK(keepalive_timers >= 1);
+    CHECK(secs > 200 && secs <= 240); /* Idle = 240 s, not the system's 7200 s */
     kaction_destroy(k, 1000);
     arena_free(&a);
     mock_stop(&m);
