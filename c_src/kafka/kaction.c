@@ -147,6 +147,17 @@ static void enforce_limit(kaction *k, kqueue *q, krec **dropped) {
     } while (q->head && removed + q->head->est <= excess);
 }
 
+/* Answers records evicted by the buffer limit (outside the lock). */
+static void answer_dropped(kaction *k, krec *list) {
+    while (list) {
+        krec *n = list->next;
+        atomic_fetch_add(&k->m.dropped, 1);
+        atomic_fetch_add(&k->m.dropped_queue_full, 1);
+        finish(k, list, "buffer_overflow", -1, -1);
+        list = n;
+    }
+}
+
 static int32_t pick(kaction *k, const krec *r, int32_t count) {
     return part_pick(k->strategy, r->key, r->klen, count);
 }
@@ -298,13 +309,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         pthread_cond_signal(&k->cv);
     }
     pthread_mutex_unlock(&k->mu);
-    while (dropped) {
-        krec *n = dropped->next;
-        atomic_fetch_add(&k->m.dropped, 1);
-        atomic_fetch_add(&k->m.dropped_queue_full, 1);
-        finish(k, dropped, "buffer_overflow", -1, -1);
-        dropped = n;
-    }
+    answer_dropped(k, dropped);
     arena_reset(a);
     return EC_OK;
 failed:
@@ -408,13 +413,7 @@ static void refresh_topic(kaction *k, ktopic *t) {
     snprintf(why, sizeof why, "resolved_to_unknown_topic: %s", t->name);
     answer_failed(k, failed, why);
     answer_failed(k, lost, "partition_lost");
-    while (dropped) {
-        krec *nx = dropped->next;
-        atomic_fetch_add(&k->m.dropped, 1);
-        atomic_fetch_add(&k->m.dropped_queue_full, 1);
-        finish(k, dropped, "buffer_overflow", -1, -1);
-        dropped = nx;
-    }
+    answer_dropped(k, dropped);
 }
 
 static void *pump_main(void *arg) {

@@ -64,14 +64,7 @@ static void *destroy_action_thread(void *arg) {
 static void action_dtor(ErlNifEnv *env, void *obj) {
     (void)env;
     action_res *a = obj;
-    if (a->k) { /* never closed: destroy off the scheduler */
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, destroy_action_thread, a->k) != 0) kaction_destroy(a->k, 0);
-        pthread_attr_destroy(&attr);
-    }
+    if (a->k) nif_run_detached(destroy_action_thread, a->k); /* never closed: off the scheduler */
     enif_rwlock_destroy(a->lock);
     atomic_fetch_sub(&nif_live_resources, 1);
 }
@@ -84,15 +77,7 @@ static void *destroy_probe_thread(void *arg) {
 static void connector_dtor(ErlNifEnv *env, void *obj) {
     (void)env;
     connector_res *c = obj;
-    if (c->probe) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, destroy_probe_thread, c->probe) != 0)
-            kprod_destroy(c->probe, 0);
-        pthread_attr_destroy(&attr);
-    }
+    if (c->probe) nif_run_detached(destroy_probe_thread, c->probe);
     enif_free(c->health_topic);
     enif_rwlock_destroy(c->lock);
     atomic_fetch_sub(&nif_live_resources, 1);

@@ -1,5 +1,6 @@
 /* nif_main.c - load/upgrade/unload and the one function table of the
  * emqx_confluent NIF library. Only c_src/nif/ includes erl_nif.h. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -18,6 +19,15 @@ void nif_atoms_init(ErlNifEnv *env) {
 }
 
 atomic_long nif_live_resources;
+
+void nif_run_detached(void *(*fn)(void *), void *arg) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, fn, arg) != 0) fn(arg);
+    pthread_attr_destroy(&attr);
+}
 static atomic_int n_loads, n_upgrades, n_unloads;
 
 #define EC_NIF_VERSION "0.1.0"

@@ -8,6 +8,11 @@
 /* Resource types, opened in load (CREATE) and taken over in upgrade. */
 extern ErlNifResourceType *nif_producer_type;
 
+/* Runs fn(arg) on a new detached thread (for blocking destruction started
+ * from a scheduler: destructors, down callbacks); runs it inline if no thread
+ * can be made. */
+void nif_run_detached(void *(*fn)(void *), void *arg);
+
 /* Resources of our types currently alive (allocated, destructor not run). */
 extern atomic_long nif_live_resources;
 

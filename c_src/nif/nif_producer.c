@@ -65,13 +65,7 @@ static void *destroy_thread(void *arg) {
 
 /* Destroys p without blocking the calling (scheduler) thread. */
 static void destroy_detached(kprod *p) {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, destroy_thread, p) != 0)
-        kprod_destroy(p, 0); /* last resort: no flush, returns quickly */
-    pthread_attr_destroy(&attr);
+    nif_run_detached(destroy_thread, p);
 }
 
 static kprod *detach(producer_res *r) {
