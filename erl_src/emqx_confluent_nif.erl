@@ -12,7 +12,7 @@
          rule_metrics/1, rule_metrics_reset/1,
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
-         action_health/1, action_destroy/1]).
+         action_health/1, action_destroy/1, duration_ms/1]).
 
 -on_load(init/0).
 
@@ -138,3 +138,7 @@ action_health(_Action) -> ?NOT_LOADED.
 %% @doc Drains and flushes (up to 5 s), then frees the action. Idempotent.
 -spec action_destroy(action()) -> ok.
 action_destroy(_Action) -> ?NOT_LOADED.
+
+%% @doc An EMQX duration ("5s", "1m30s", "500ms" or integer ms) in ms.
+-spec duration_ms(binary() | integer()) -> {ok, non_neg_integer()} | error.
+duration_ms(_D) -> ?NOT_LOADED.

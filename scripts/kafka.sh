@@ -9,6 +9,7 @@
 #   kafka.sh stop DIR       stop the broker (data kept: start DIR again resumes it)
 #   kafka.sh clean DIR      stop and remove DIR
 #   kafka.sh create-topic DIR NAME PARTITIONS   create a topic (Kafka's TopicCommand)
+#   kafka.sh delete-topic DIR NAME              delete a topic
 #
 # Listeners: PLAINTEXT, and SASL_SSL with mechanism PLAIN (an API key/secret
 # pair standing in for a Confluent Cloud API key), TLS from a throwaway CA.
@@ -189,6 +190,14 @@ create_topic() {
     --if-not-exists --topic "$name" --partitions "$parts" --replication-factor 1
 }
 
+delete_topic() {
+  local dir=${1:?DIR} name=${2:?NAME}
+  # shellcheck disable=SC1091
+  . "$dir/env"
+  java -Xms64m -Xmx256m -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$LIBS/*" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_PLAINTEXT" --delete --topic "$name"
+}
+
 case "${1:-}" in
   install) install ;;
   installed) installed ;;
@@ -196,5 +205,6 @@ case "${1:-}" in
   stop) stop "${2:-}" ;;
   clean) stop "${2:?DIR}"; rm -rf "$2" ;;
   create-topic) create_topic "${2:-}" "${3:-}" "${4:-}" ;;
+  delete-topic) delete_topic "${2:-}" "${3:-}" ;;
   *) echo "usage: $0 install|installed|start DIR|stop DIR|clean DIR|create-topic DIR NAME N" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@
 -export([root/0, script/2, run/2, read_env/1,
          kafka/0, kafka/1, mqtt/0,
          sasl_ssl_props/0, sasl_ssl_props/1, plaintext_props/0,
-         unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2,
+         unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2, delete_topic/1,
          connector_conf/1, connector_conf/2]).
 
 %% @doc The project checkout (holds Makefile and scripts/).
@@ -101,6 +101,12 @@ wait_until(Fun, TimeoutMs) ->
 create_topic(Topic, Partitions) ->
     {0, _} = script("kafka.sh", ["create-topic", binary_to_list(kafka(<<"KAFKA_DIR">>)),
                                  binary_to_list(Topic), integer_to_list(Partitions)]),
+    ok.
+
+%% @doc Deletes Topic on the test broker.
+delete_topic(Topic) ->
+    {0, _} = script("kafka.sh", ["delete-topic", binary_to_list(kafka(<<"KAFKA_DIR">>)),
+                                 binary_to_list(Topic)]),
     ok.
 
 %% @doc EMQX-shaped connector configs for the test broker:

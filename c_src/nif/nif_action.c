@@ -296,3 +296,17 @@ ERL_NIF_TERM nif_action_destroy(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     if (k) kaction_destroy(k, 5000);
     return ATOM_ok;
 }
+
+/* duration_ms(Term) -> {ok, Ms} | error. Normal scheduler: a few bytes. */
+ERL_NIF_TERM nif_duration_ms(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    arena a;
+    arena_init(&a, 256);
+    value v;
+    uint64_t ms;
+    ERL_NIF_TERM ret = ATOM_error;
+    if (nif_term_to_value(env, argv[0], &a, &v, NULL) == EC_OK && kconf_duration_ms(&v, &ms))
+        ret = enif_make_tuple2(env, ATOM_ok, enif_make_uint64(env, ms));
+    arena_free(&a);
+    return ret;
+}

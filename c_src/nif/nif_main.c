@@ -116,6 +116,8 @@ static ErlNifFunc nif_funcs[] = {
     {"action_health", 1, nif_action_health, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* drains buffers, flushes, joins threads */
     {"action_destroy", 1, nif_action_destroy, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* parses a few bytes */
+    {"duration_ms", 1, nif_duration_ms, 0},
     /* a test request may run any function on any payload */
     {"rule_test", 1, nif_rule_test, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };

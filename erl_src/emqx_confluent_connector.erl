@@ -1,0 +1,168 @@
+%% @doc One connector and its actions: runs health checks every
+%% health_check_interval (each on a dirty I/O scheduler, bounded by
+%% health_check_timeout), installs actions once the connector is connected,
+%% retries failed installs, and reports statuses by EMQX's rules
+%% (emqx_confluent_status). Sending does not pass through this process:
+%% callers take the action resource (action/2) and call the NIF directly.
+-module(emqx_confluent_connector).
+-behaviour(gen_server).
+
+-export([start_link/2, stop/1, status/1, add_action/3, remove_action/2, action_status/2,
+         action/2, check_now/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(NIF, emqx_confluent_nif).
+
+-record(action, {conf :: map(), res :: undefined | emqx_confluent_nif:action(),
+                 install = not_installed :: not_installed | {install_failed, binary()} | installed,
+                 check = pending :: emqx_confluent_status:check()}).
+
+-record(st, {name :: binary(), conf :: map(), conn :: emqx_confluent_nif:connector(),
+             started = false :: boolean(), check = pending :: emqx_confluent_status:check(),
+             interval :: pos_integer(), timeout :: pos_integer() | infinity,
+             actions = #{} :: #{binary() => #action{}}, timer :: reference() | undefined}).
+
+%% @doc Starts the connector process; a configuration the NIF refuses is
+%% returned as `{error, #{message := <<"field.path: why">>}}'.
+start_link(Name, Conf) ->
+    gen_server:start_link(?MODULE, {Name, Conf}, []).
+
+stop(Pid) -> gen_server:stop(Pid).
+
+%% @doc `#{status := connected | connecting | disconnected, status_reason => Bin}'.
+status(Pid) -> gen_server:call(Pid, status, infinity).
+
+add_action(Pid, Name, Conf) -> gen_server:call(Pid, {add_action, Name, Conf}, infinity).
+remove_action(Pid, Name) -> gen_server:call(Pid, {remove_action, Name}, infinity).
+action_status(Pid, Name) -> gen_server:call(Pid, {action_status, Name}, infinity).
+
+%% @doc The installed action resource, for sending.
+action(Pid, Name) -> gen_server:call(Pid, {action, Name}, infinity).
+
+%% @doc Runs the health checks now (tests, and after configuration changes).
+check_now(Pid) -> gen_server:call(Pid, check_now, infinity).
+
+init({Name, Conf}) ->
+    case ?NIF:connector_new(Conf) of
+        {ok, Conn} ->
+            RO = maps:get(<<"resource_opts">>, Conf, #{}),
+            St = #st{name = Name, conf = Conf, conn = Conn,
+                     interval = duration_ms(maps:get(<<"health_check_interval">>, RO, <<"15s">>)),
+                     timeout = duration_ms(maps:get(<<"health_check_timeout">>, RO, <<"60s">>))},
+            self() ! check, %% the first check right after start
+            {ok, St};
+        {error, E} ->
+            {stop, {config, E}}
+    end.
+
+handle_call(status, _From, St) ->
+    {reply, format(emqx_confluent_status:connector(St#st.started, St#st.check)), St};
+handle_call({add_action, Name, Conf}, _From, St) ->
+    St1 = St#st{actions = (St#st.actions)#{Name => #action{conf = Conf}}},
+    {reply, ok, install_and_check(St1)};
+handle_call({remove_action, Name}, _From, St) ->
+    case maps:take(Name, St#st.actions) of
+        {#action{res = Res}, Rest} ->
+            Res =/= undefined andalso ?NIF:action_destroy(Res),
+            {reply, ok, St#st{actions = Rest}};
+        error ->
+            {reply, {error, not_found}, St}
+    end;
+handle_call({action_status, Name}, _From, St) ->
+    {reply, action_status_of(Name, St), St};
+handle_call({action, Name}, _From, St) ->
+    case maps:find(Name, St#st.actions) of
+        {ok, #action{res = Res, install = installed}} -> {reply, {ok, Res}, St};
+        {ok, _} -> {reply, {error, not_installed}, St};
+        error -> {reply, {error, not_found}, St}
+    end;
+handle_call(check_now, _From, St) ->
+    {reply, ok, check(St)}.
+
+handle_cast(_Msg, St) -> {noreply, St}.
+
+handle_info(check, St) ->
+    {noreply, check(St)};
+handle_info(_Other, St) ->
+    {noreply, St}.
+
+terminate(_Reason, St) ->
+    [?NIF:action_destroy(Res) || #action{res = Res} <- maps:values(St#st.actions), Res =/= undefined],
+    ok.
+
+%% ---- internals -------------------------------------------------------------
+
+check(St0) ->
+    St = St0#st{check = bounded(fun() -> ?NIF:connector_health(St0#st.conn) end, St0#st.timeout)},
+    Started = St#st.started orelse St#st.check =:= ok,
+    St1 = install_and_check(St#st{started = Started}),
+    _ = St1#st.timer =/= undefined andalso erlang:cancel_timer(St1#st.timer),
+    St1#st{timer = erlang:send_after(St1#st.interval, self(), check)}.
+
+conn_status(St) ->
+    element(1, emqx_confluent_status:connector(St#st.started, St#st.check)).
+
+%% install what is not installed (only while the connector is connected),
+%% then health-check every installed action
+install_and_check(St) ->
+    case conn_status(St) of
+        connected ->
+            St#st{actions = maps:map(fun(_, A) -> action_step(A, St) end, St#st.actions)};
+        _ ->
+            St
+    end.
+
+action_step(#action{install = installed, res = Res} = A, St) ->
+    A#action{check = bounded(fun() -> ?NIF:action_health(Res) end, St#st.timeout)};
+action_step(#action{conf = Conf} = A, St) ->
+    case ?NIF:action_new(St#st.conf, Conf) of
+        {ok, Res} ->
+            %% a fixed topic that Kafka does not know fails the install
+            case bounded(fun() -> ?NIF:action_health(Res) end, St#st.timeout) of
+                ok ->
+                    A#action{res = Res, install = installed, check = ok};
+                Failed ->
+                    ok = ?NIF:action_destroy(Res),
+                    A#action{res = undefined, install = {install_failed, reason(Failed)}}
+            end;
+        {error, E} ->
+            A#action{install = {install_failed, reason({error, E})}}
+    end.
+
+action_status_of(Name, St) ->
+    case maps:find(Name, St#st.actions) of
+        {ok, #action{install = Inst, check = Check}} ->
+            format(emqx_confluent_status:action(conn_status(St), Inst, Check));
+        error ->
+            format({disconnected, <<"Not installed">>})
+    end.
+
+%% runs a blocking health check in a helper process, at most Timeout ms
+bounded(Fun, Timeout) ->
+    {Pid, Ref} = spawn_monitor(fun() -> exit({result, Fun()}) end),
+    receive
+        {'DOWN', Ref, process, Pid, {result, ok}} -> ok;
+        {'DOWN', Ref, process, Pid, {result, {error, E}}} -> {error, reason({error, E})};
+        {'DOWN', Ref, process, Pid, Other} -> {error, iolist_to_binary(io_lib:format("~0p", [Other]))}
+    after Timeout ->
+            exit(Pid, kill),
+            timeout
+    end.
+
+reason({error, #{message := M}}) -> M;
+reason({error, B}) when is_binary(B) -> B;
+reason(timeout) -> <<"resource_health_check_timed_out">>;
+reason(Other) -> iolist_to_binary(io_lib:format("~0p", [Other])).
+
+format({Status, undefined}) -> #{status => Status};
+format({Status, Reason}) -> #{status => Status, status_reason => Reason}.
+
+%% EMQX durations ("15s", "1m30s", 500), parsed by the same C code as the
+%% rest of the configuration; "infinity" for health_check_timeout
+duration_ms(<<"infinity">>) -> infinity;
+duration_ms(infinity) -> infinity;
+duration_ms(D) ->
+    case ?NIF:duration_ms(D) of
+        {ok, Ms} -> max(Ms, 1);
+        error -> error({bad_duration, D})
+    end.
