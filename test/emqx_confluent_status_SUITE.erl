@@ -17,7 +17,8 @@
 all() ->
     [t_rules, t_connected, t_unreachable_disconnected, t_wrong_secret_disconnected,
      t_never_disconnected_after_start, t_action_missing_topic_then_created,
-     t_action_not_installed_while_connector_down, t_bad_config_refused].
+     t_action_not_installed_while_connector_down, t_auto_topic_creation_allowed,
+     t_bad_config_refused].
 
 t_rules(_) ->
     E = {error, <<"boom">>},
@@ -100,6 +101,17 @@ t_action_not_installed_while_connector_down(_) ->
                  ?C:action_status(C, <<"a">>)),
     ?assertEqual(#{status => disconnected, status_reason => <<"Not installed">>},
                  ?C:action_status(C, <<"nope">>)),
+    ok = ?C:stop(C).
+
+%% EMQX's allow_auto_topic_creation (default false, checked above): when true,
+%% a broker that allows it creates the missing topic and the action connects
+t_auto_topic_creation_allowed(_) ->
+    Topic = ec_test_util:unique_topic(<<"auto">>),
+    Conf = fast((ec_test_util:connector_conf(plain))#{<<"allow_auto_topic_creation">> => true}),
+    {ok, C} = ?C:start_link(<<"c8">>, Conf),
+    _ = wait_status(fun() -> ?C:status(C) end, connected),
+    ok = ?C:add_action(C, <<"a">>, #{<<"parameters">> => #{<<"topic">> => Topic}}),
+    ?assertEqual(#{status => connected}, wait_status(fun() -> ?C:action_status(C, <<"a">>) end, connected)),
     ok = ?C:stop(C).
 
 t_bad_config_refused(_) ->

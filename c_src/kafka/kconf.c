@@ -369,6 +369,13 @@ ec_status kconf_connector_parse(const value *conf, arena *a, kconf_connector *ou
             !add(p, a, KPROD_PROP_KEEPALIVE, ka_val))
             return ec_fail(err, EC_ENOMEM, "out of memory");
     }
+    /* EMQX 5.10.2+ allow_auto_topic_creation, default false; librdkafka
+     * producers would otherwise ask brokers to create unknown topics */
+    const value *aat = get(conf, "allow_auto_topic_creation");
+    if (aat && aat->type != VT_BOOL)
+        return bad(err, "allow_auto_topic_creation", "expected true or false");
+    if (!add(p, a, "allow.auto.create.topics", aat && aat->u.b ? "true" : "false"))
+        return ec_fail(err, EC_ENOMEM, "out of memory");
     const value *ro = get(conf, "resource_opts");
     if ((st = dur_ms(ro, "health_check_interval", 15000, &out->health_check_interval_ms,
                      "resource_opts.health_check_interval", err)))
