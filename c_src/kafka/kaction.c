@@ -76,6 +76,9 @@ struct kaction {
     int32_t partitions_limit;
     uint64_t per_partition_limit, window, refresh_ms, sync_timeout_ms;
     bool sync;
+    bool overload_protection; /* memory_overload_protection (memory buffer) */
+    _Atomic bool high_mem;    /* host above the memory high watermark (sampled by the pump) */
+    int64_t next_mem_check_ms;
     int metadata_timeout_ms;
     kmetrics m;
     kaction_reply_fn reply;
@@ -131,12 +134,23 @@ static krec *q_pop(kqueue *q) {
     return r;
 }
 
-/* Drop from the head while the removed bytes stay within the excess over the
- * limit, at least one record (sink-behaviour.md §6.2). Dropped records are
- * chained onto *dropped for the caller to answer outside the lock. */
-static void enforce_limit(kaction *k, kqueue *q, krec **dropped) {
-    if (q->bytes <= k->per_partition_limit) return;
-    uint64_t excess = q->bytes - k->per_partition_limit, removed = 0;
+/* Evicts from the head (oldest first) after `appended` bytes were added
+ * (sink-behaviour.md §6.2-6.3). Normally: while the removed bytes stay within
+ * the excess over per_partition_limit, at least one record. Under memory
+ * pressure (memory_overload_protection and the host above its watermark):
+ * at least min(appended, bytes above the reserve max_inflight x
+ * max_batch_bytes), rounded up to whole records, if that is more. Evicted
+ * records are chained onto *dropped to be answered outside the lock. */
+static void enforce_limit(kaction *k, kqueue *q, uint64_t appended, krec **dropped) {
+    uint64_t excess = q->bytes > k->per_partition_limit ? q->bytes - k->per_partition_limit : 0;
+    uint64_t pressure = 0;
+    if (k->overload_protection && atomic_load(&k->high_mem) && q->bytes > k->window) {
+        pressure = q->bytes - k->window;
+        if (appended < pressure) pressure = appended;
+    }
+    if (!excess && !pressure) return;
+    bool at_least = pressure > excess; /* the high-memory rule removes at least that much */
+    uint64_t target = at_least ? pressure : excess, removed = 0;
     do {
         krec *r = q_pop(q);
         removed += r->est;
@@ -144,7 +158,29 @@ static void enforce_limit(kaction *k, kqueue *q, krec **dropped) {
         atomic_fetch_sub(&k->m.queuing_bytes, r->est);
         r->next = *dropped;
         *dropped = r;
-    } while (q->head && removed + q->head->est <= excess);
+    } while (q->head && (at_least ? removed < target : removed + q->head->est <= target));
+}
+
+/* Host memory in use, percent (Linux /proc/meminfo); -1 when unknown. */
+static int mem_used_pct(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[128];
+    long long total = -1, avail = -1;
+    while (fgets(line, sizeof line, f)) {
+        sscanf(line, "MemTotal: %lld kB", &total);
+        sscanf(line, "MemAvailable: %lld kB", &avail);
+    }
+    fclose(f);
+    if (total <= 0 || avail < 0) return -1;
+    return (int)(100 - avail * 100 / total);
+}
+
+/* EMQX's sysmon.os.sysmem_high_watermark (70 %); EC_SYSMEM_HIGH_WATERMARK overrides. */
+static int high_watermark_pct(void) {
+    const char *e = getenv("EC_SYSMEM_HIGH_WATERMARK");
+    int v = e ? atoi(e) : 70;
+    return v > 0 && v <= 100 ? v : 70;
 }
 
 /* Answers records evicted by the buffer limit (outside the lock). */
@@ -303,7 +339,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     q_push(q, r);
     atomic_fetch_add(&k->m.queuing, 1);
     atomic_fetch_add(&k->m.queuing_bytes, r->est);
-    enforce_limit(k, q, &dropped);
+    enforce_limit(k, q, r->est, &dropped);
     if (k->pump_idle) {
         k->pump_idle = false;
         pthread_cond_signal(&k->cv);
@@ -405,7 +441,7 @@ static void refresh_topic(kaction *k, ktopic *t) {
         while ((r = q_pop(&t->pending))) { /* partitions for what waited */
             r->partition = pick(k, r, n);
             q_push(&t->parts[r->partition], r);
-            enforce_limit(k, &t->parts[r->partition], &dropped);
+            enforce_limit(k, &t->parts[r->partition], r->est, &dropped);
         }
     }
     pthread_mutex_unlock(&k->mu);
@@ -421,6 +457,11 @@ static void *pump_main(void *arg) {
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
         int64_t now = now_ms();
+        if (k->overload_protection && now >= k->next_mem_check_ms) {
+            int used = mem_used_pct();
+            atomic_store(&k->high_mem, used >= 0 && used >= high_watermark_pct());
+            k->next_mem_check_ms = now + 1000;
+        }
         /* metadata first (without the lock) */
         for (ktopic *t = k->topics; t && !k->stop; t = t->next) {
             bool due =
@@ -527,6 +568,7 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
     k->refresh_ms = act->partition_count_refresh_s * 1000;
     k->sync = act->sync;
+    k->overload_protection = act->memory_overload_protection; /* memory mode is the only mode yet */
     k->sync_timeout_ms = act->sync_timeout_ms;
     k->metadata_timeout_ms = (int)conn->metadata_request_timeout_ms;
     k->reply = reply;

@@ -274,3 +274,50 @@ TEST(kaction_tcp_keepalive_applied) {
     arena_free(&a);
     mock_stop(&m);
 }
+
+/* memory_overload_protection (sink-behaviour.md §6.3): with the host "above
+ * the watermark" (forced to 1 %), the buffer keeps about the reserve
+ * max_inflight x max_batch_bytes: each append beyond it evicts the oldest.
+ * Broker down: send 1 goes in flight, send 2 is buffered (= the reserve),
+ * sends 3..30 each evict one record -> 28 drops. Without the protection the
+ * generous per_partition_limit keeps everything. */
+static int overload_drops(bool protection) {
+    mock m;
+    if (!mock_start(&m, 1)) return -1;
+    rd_kafka_mock_topic_create(m.mc, "mem", 1, 1);
+    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    arena a;
+    arena_init(&a, 8192);
+    uint64_t est = kaction_estimate_size(2, 100, NULL, 0);
+    char extra[256];
+    snprintf(
+        extra, sizeof extra,
+        ",\"max_inflight\":1,\"max_batch_bytes\":%llu,\"buffer\":{\"per_partition_limit\":\"1MB\","
+        "\"memory_overload_protection\":%s}",
+        (unsigned long long)est, protection ? "true" : "false");
+    kaction *k = action_on(&m, "mem", extra, &r, &a);
+    if (!k) return -1;
+    send_one(k, &a, "k0", 100);
+    wait_replies(&r, 1, 10000); /* the pump has sampled memory by now */
+    rd_kafka_mock_broker_set_down(m.mc, 1);
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    for (int i = 0; i < 30; i++)
+        send_one(k, &a, "k1", 100);
+    kaction_metrics mt;
+    kaction_get_metrics(k, &mt);
+    int drops = (int)mt.dropped_queue_full;
+    rd_kafka_mock_broker_set_up(m.mc, 1);
+    wait_replies(&r, 31, 30000);
+    kaction_destroy(k, 1000);
+    arena_free(&a);
+    mock_stop(&m);
+    return drops;
+}
+
+TEST(kaction_memory_overload_protection) {
+    setenv("EC_SYSMEM_HIGH_WATERMARK", "1", 1);
+    CHECK_INT(overload_drops(true), 28);
+    CHECK_INT(overload_drops(false), 0);
+    unsetenv("EC_SYSMEM_HIGH_WATERMARK");
+}
