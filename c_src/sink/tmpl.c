@@ -160,26 +160,12 @@ bool tmpl_lookup_var(const tmpl_part *p, const value *ctx, tmpl_lookup mode, are
     return true;
 }
 
-bool tmpl_render(const tmpl *t, const value *ctx, tmpl_lookup mode, bool undefined_word, arena *a,
-                 ec_buf *out) {
-    for (uint32_t i = 0; i < t->nparts; i++) {
-        const tmpl_part *p = &t->parts[i];
-        if (!p->is_var) {
-            buf_append(out, p->lit, p->len);
-            continue;
-        }
-        value v;
-        if (!tmpl_lookup_var(p, ctx, mode, a, &v)) {
-            if (undefined_word) buf_puts(out, "undefined");
-            continue;
-        }
-        if (!text_append(out, &v, TEXT_UNDEF_EMPTY)) continue; /* a bit string: nothing */
-    }
-    return buf_ok(out);
-}
-
-ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, arena *a,
-                             ec_buf *out, ec_error *err) {
+/* Appends the rendering of t; returns the first placeholder that had no
+ * value (NULL when all resolved). Missing values render as "undefined" when
+ * undefined_word, else as nothing. */
+static const tmpl_part *render(const tmpl *t, const value *ctx, tmpl_lookup mode,
+                               bool undefined_word, arena *a, ec_buf *out) {
+    const tmpl_part *missing = NULL;
     for (uint32_t i = 0; i < t->nparts; i++) {
         const tmpl_part *p = &t->parts[i];
         if (!p->is_var) {
@@ -188,18 +174,33 @@ ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, 
         }
         value v;
         if (!tmpl_lookup_var(p, ctx, mode, a, &v) || !text_append(out, &v, TEXT_UNDEF_EMPTY)) {
-            char name[128];
-            size_t k = 0;
-            for (uint32_t j = 0; j < p->npath && k < sizeof name - 2; j++) {
-                if (j) name[k++] = '.';
-                size_t l =
-                    p->path[j].len < sizeof name - 2 - k ? p->path[j].len : sizeof name - 2 - k;
-                memcpy(name + k, p->path[j].s, l);
-                k += l;
-            }
-            name[k] = '\0';
-            return ec_fail(err, EC_EINVAL, "failed_to_render_topic: no value for ${%s}", name);
+            if (undefined_word) buf_puts(out, "undefined");
+            if (!missing) missing = p;
         }
+    }
+    return missing;
+}
+
+bool tmpl_render(const tmpl *t, const value *ctx, tmpl_lookup mode, bool undefined_word, arena *a,
+                 ec_buf *out) {
+    (void)render(t, ctx, mode, undefined_word, a, out);
+    return buf_ok(out);
+}
+
+ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, arena *a,
+                             ec_buf *out, ec_error *err) {
+    const tmpl_part *p = render(t, ctx, mode, false, a, out);
+    if (p) {
+        char name[128];
+        size_t k = 0;
+        for (uint32_t j = 0; j < p->npath && k < sizeof name - 2; j++) {
+            if (j) name[k++] = '.';
+            size_t l = p->path[j].len < sizeof name - 2 - k ? p->path[j].len : sizeof name - 2 - k;
+            memcpy(name + k, p->path[j].s, l);
+            k += l;
+        }
+        name[k] = '\0';
+        return ec_fail(err, EC_EINVAL, "failed_to_render_topic: no value for ${%s}", name);
     }
     return buf_ok(out) ? EC_OK : ec_fail(err, EC_ENOMEM, "out of memory rendering template");
 }

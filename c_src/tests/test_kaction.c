@@ -69,12 +69,15 @@ static void mock_stop(mock *m) {
 }
 
 /* an action on the mock cluster; extra: more "parameters" JSON members */
-static kaction *action_on(mock *m, const char *topic, const char *extra, replies *r, arena *a) {
+/* conn_extra / extra: more connector / "parameters" JSON members (each
+ * starting with a comma) */
+static kaction *action_on(mock *m, const char *topic, const char *conn_extra, const char *extra,
+                          replies *r, arena *a) {
     char js[1024];
     snprintf(js, sizeof js,
              "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"metadata_request_timeout\":"
-             "\"1s\"}",
-             rd_kafka_mock_cluster_bootstraps(m->mc));
+             "\"1s\"%s}",
+             rd_kafka_mock_cluster_bootstraps(m->mc), conn_extra);
     value cv, av;
     kconf_connector c;
     kconf_action act;
@@ -100,6 +103,33 @@ static kaction *action_on(mock *m, const char *topic, const char *extra, replies
     return k;
 }
 
+typedef struct fixture {
+    mock m;
+    replies r;
+    arena a;
+    kaction *k;
+} fixture;
+
+/* A mock cluster of `brokers`, topic with `parts` partitions, an action on it
+ * (with the extra JSON members), and one record delivered to warm it up. */
+static ec_status send_one(kaction *k, arena *a, const char *key, size_t vlen);
+static bool fx_start(fixture *f, int brokers, const char *topic, int parts, const char *conn_extra,
+                     const char *extra) {
+    memset(f, 0, sizeof *f);
+    pthread_mutex_init(&f->r.mu, NULL);
+    arena_init(&f->a, 8192);
+    if (!mock_start(&f->m, brokers)) return false;
+    rd_kafka_mock_topic_create(f->m.mc, topic, parts, brokers);
+    f->k = action_on(&f->m, topic, conn_extra, extra, &f->r, &f->a);
+    return f->k && send_one(f->k, &f->a, "k0", 100) == EC_OK && wait_replies(&f->r, 1, 10000);
+}
+
+static void fx_stop(fixture *f) {
+    if (f->k) kaction_destroy(f->k, 1000);
+    arena_free(&f->a);
+    mock_stop(&f->m);
+}
+
 static ec_status send_one(kaction *k, arena *a, const char *key, size_t vlen) {
     bool ok;
     value out = v_map_new(a, 2, &ok);
@@ -112,72 +142,46 @@ static ec_status send_one(kaction *k, arena *a, const char *key, size_t vlen) {
 }
 
 TEST(kaction_mock_message_too_large_fails) {
-    mock m;
-    REQUIRE(mock_start(&m, 1));
-    rd_kafka_mock_topic_create(m.mc, "big", 1, 1);
-    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    arena a;
-    arena_init(&a, 8192);
-    kaction *k = action_on(&m, "big", "", &r, &a);
-    REQUIRE(k);
-    REQUIRE(send_one(k, &a, "k0", 10) == EC_OK); /* warm: metadata, connection */
-    REQUIRE(wait_replies(&r, 1, 10000));
-    rd_kafka_mock_push_request_errors(m.mc, 0 /* Produce */, 1,
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "big", 1, "", ""));
+    rd_kafka_mock_push_request_errors(f.m.mc, 0 /* Produce */, 1,
                                       RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-    REQUIRE(send_one(k, &a, "k1", 10) == EC_OK);
-    REQUIRE(wait_replies(&r, 2, 10000));
+    REQUIRE(send_one(f.k, &f.a, "k1", 10) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 2, 10000));
     kaction_metrics mt;
-    kaction_get_metrics(k, &mt);
-    CHECK_INT(r.ok, 1);
-    CHECK_INT(r.err, 1);
-    CHECK(strstr(r.last_err, "too large") != NULL);
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(f.r.ok, 1);
+    CHECK_INT(f.r.err, 1);
+    CHECK(strstr(f.r.last_err, "too large") != NULL);
     CHECK_INT(mt.matched, 2);
     CHECK_INT(mt.success, 1);
     CHECK_INT(mt.failed, 1); /* permanent: counted failed, not retried forever */
     CHECK_INT(mt.inflight, 0);
-    kaction_destroy(k, 1000);
-    arena_free(&a);
-    mock_stop(&m);
+    fx_stop(&f);
 }
 
 TEST(kaction_mock_retriable_errors_then_success) {
-    mock m;
-    REQUIRE(mock_start(&m, 3));
-    rd_kafka_mock_topic_create(m.mc, "flaky", 2, 3);
-    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    arena a;
-    arena_init(&a, 8192);
-    kaction *k = action_on(&m, "flaky", ",\"partition_strategy\":\"key_dispatch\"", &r, &a);
-    REQUIRE(k);
-    REQUIRE(send_one(k, &a, "a", 10) == EC_OK);
-    REQUIRE(wait_replies(&r, 1, 10000));
+    fixture f;
+    REQUIRE(fx_start(&f, 3, "flaky", 2, "", ",\"partition_strategy\":\"key_dispatch\""));
     /* a request timeout and a leader change on the way: retried, then delivered */
-    rd_kafka_mock_push_request_errors(m.mc, 0, 3, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    rd_kafka_mock_push_request_errors(f.m.mc, 0, 3, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
                                       RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
                                       RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
-    rd_kafka_mock_partition_set_leader(m.mc, "flaky", 0, 2);
-    rd_kafka_mock_partition_set_leader(m.mc, "flaky", 1, 3);
+    rd_kafka_mock_partition_set_leader(f.m.mc, "flaky", 0, 2);
+    rd_kafka_mock_partition_set_leader(f.m.mc, "flaky", 1, 3);
     for (int i = 0; i < 20; i++)
-        REQUIRE(send_one(k, &a, i % 2 ? "a" : "abc", 10) == EC_OK);
-    REQUIRE(wait_replies(&r, 21, 20000));
+        REQUIRE(send_one(f.k, &f.a, i % 2 ? "a" : "abc", 10) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 21, 20000));
     kaction_metrics mt;
-    kaction_get_metrics(k, &mt);
-    CHECK_INT(r.err, 0);
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(f.r.err, 0);
     CHECK_INT(mt.success, 21);
     CHECK_INT(mt.failed, 0);
     CHECK_INT(mt.dropped, 0);
-    kaction_destroy(k, 1000);
-    arena_free(&a);
-    mock_stop(&m);
+    fx_stop(&f);
 }
 
 TEST(kaction_mock_broker_down_overflow_then_recovers) {
-    mock m;
-    REQUIRE(mock_start(&m, 1));
-    rd_kafka_mock_topic_create(m.mc, "down", 1, 1);
-    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    arena a;
-    arena_init(&a, 8192);
     /* a window of one small batch, a buffer of about ten 100-byte records */
     uint64_t est = kaction_estimate_size(2, 100, NULL, 0);
     char extra[256];
@@ -185,71 +189,44 @@ TEST(kaction_mock_broker_down_overflow_then_recovers) {
         extra, sizeof extra,
         ",\"max_inflight\":1,\"max_batch_bytes\":%llu,\"buffer\":{\"per_partition_limit\":%llu}",
         (unsigned long long)est, (unsigned long long)(10 * est));
-    kaction *k = action_on(&m, "down", extra, &r, &a);
-    REQUIRE(k);
-    REQUIRE(send_one(k, &a, "k0", 100) == EC_OK);
-    REQUIRE(wait_replies(&r, 1, 10000));
-    rd_kafka_mock_broker_set_down(m.mc, 1);
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "down", 1, "", extra));
+    rd_kafka_mock_broker_set_down(f.m.mc, 1);
     struct timespec ts = {0, 300 * 1000000L};
     nanosleep(&ts, NULL);
     for (int i = 0; i < 30; i++)
-        REQUIRE(send_one(k, &a, "k1", 100) == EC_OK);
+        REQUIRE(send_one(f.k, &f.a, "k1", 100) == EC_OK);
     /* one record in flight, ten buffered, the nineteen oldest of the rest dropped */
     kaction_metrics mt;
-    kaction_get_metrics(k, &mt);
+    kaction_get_metrics(f.k, &mt);
     CHECK_INT(mt.dropped_queue_full, 19);
     CHECK_INT(mt.dropped, 19);
     CHECK_INT(mt.queuing, 10);
     CHECK_INT(mt.inflight, 1);
-    rd_kafka_mock_broker_set_up(m.mc, 1);
-    REQUIRE(wait_replies(&r, 31, 30000));
-    kaction_get_metrics(k, &mt);
+    rd_kafka_mock_broker_set_up(f.m.mc, 1);
+    REQUIRE(wait_replies(&f.r, 31, 30000));
+    kaction_get_metrics(f.k, &mt);
     CHECK_INT(mt.success, 12); /* warm-up + in flight + ten buffered */
     CHECK_INT(mt.failed, 0);
     CHECK_INT(mt.matched, 31);
     CHECK_INT(mt.success + mt.failed + mt.dropped, mt.matched);
-    CHECK_INT(r.err, 19); /* each drop answered buffer_overflow */
-    kaction_destroy(k, 1000);
-    arena_free(&a);
-    mock_stop(&m);
+    CHECK_INT(f.r.err, 19); /* each drop answered buffer_overflow */
+    fx_stop(&f);
 }
 
 /* socket_opts.tcp_keepalive "Idle,Interval,Probes" reaches the sockets:
  * `ss -o` shows a keepalive timer that starts at Idle seconds. */
 TEST(kaction_tcp_keepalive_applied) {
-    mock m;
-    REQUIRE(mock_start(&m, 1));
-    rd_kafka_mock_topic_create(m.mc, "ka", 1, 1);
-    const char *bs = rd_kafka_mock_cluster_bootstraps(m.mc);
-    const char *port = strrchr(bs, ':');
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "ka", 1, ",\"socket_opts\":{\"tcp_keepalive\":\"240,30,5\"}", ""));
+    const char *port = strrchr(rd_kafka_mock_cluster_bootstraps(f.m.mc), ':');
     REQUIRE(port);
-    char js[512];
-    snprintf(js, sizeof js,
-             "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"socket_opts\":{\"tcp_"
-             "keepalive\":\"240,30,5\"}}",
-             bs);
-    arena a;
-    arena_init(&a, 8192);
-    value cv, av;
-    kconf_connector c;
-    kconf_action act;
-    ec_error err;
-    REQUIRE(json_decode(&a, js, strlen(js), NULL, &cv, &err) == EC_OK);
-    REQUIRE(kconf_connector_parse(&cv, &a, &c, &err) == EC_OK);
-    const char *aj = "{\"parameters\":{\"topic\":\"ka\"}}";
-    REQUIRE(json_decode(&a, aj, strlen(aj), NULL, &av, &err) == EC_OK);
-    REQUIRE(kconf_action_parse(&av, false, &a, &act, &err) == EC_OK);
-    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    kaction *k;
-    REQUIRE(kaction_new(&c, &act, on_reply, &r, &k, &err) == EC_OK);
-    REQUIRE(send_one(k, &a, "k", 10) == EC_OK);
-    REQUIRE(wait_replies(&r, 1, 10000));
     char cmd[160], line[512];
     snprintf(cmd, sizeof cmd, "ss -tnoH state established '( dport = :%s )' 2>&1", port + 1);
-    FILE *f = popen(cmd, "r");
-    REQUIRE(f);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
     int keepalive_timers = 0, secs = -1;
-    while (fgets(line, sizeof line, f)) {
+    while (fgets(line, sizeof line, p)) {
         char *t = strstr(line, "timer:(keepalive,");
         if (t) {
             keepalive_timers++;
@@ -267,12 +244,10 @@ TEST(kaction_tcp_keepalive_applied) {
             }
         }
     }
-    pclose(f);
+    pclose(p);
     CHECK(keepalive_timers >= 1);
     CHECK(secs > 200 && secs <= 240); /* Idle = 240 s, not the system's 7200 s */
-    kaction_destroy(k, 1000);
-    arena_free(&a);
-    mock_stop(&m);
+    fx_stop(&f);
 }
 
 /* memory_overload_protection (sink-behaviour.md §6.3): with the host "above
@@ -282,12 +257,6 @@ TEST(kaction_tcp_keepalive_applied) {
  * sends 3..30 each evict one record -> 28 drops. Without the protection the
  * generous per_partition_limit keeps everything. */
 static int overload_drops(bool protection) {
-    mock m;
-    if (!mock_start(&m, 1)) return -1;
-    rd_kafka_mock_topic_create(m.mc, "mem", 1, 1);
-    replies r = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    arena a;
-    arena_init(&a, 8192);
     uint64_t est = kaction_estimate_size(2, 100, NULL, 0);
     char extra[256];
     snprintf(
@@ -295,23 +264,19 @@ static int overload_drops(bool protection) {
         ",\"max_inflight\":1,\"max_batch_bytes\":%llu,\"buffer\":{\"per_partition_limit\":\"1MB\","
         "\"memory_overload_protection\":%s}",
         (unsigned long long)est, protection ? "true" : "false");
-    kaction *k = action_on(&m, "mem", extra, &r, &a);
-    if (!k) return -1;
-    send_one(k, &a, "k0", 100);
-    wait_replies(&r, 1, 10000); /* the pump has sampled memory by now */
-    rd_kafka_mock_broker_set_down(m.mc, 1);
+    fixture f;
+    if (!fx_start(&f, 1, "mem", 1, "", extra)) return -1; /* the pump has sampled memory by now */
+    rd_kafka_mock_broker_set_down(f.m.mc, 1);
     struct timespec ts = {0, 300 * 1000000L};
     nanosleep(&ts, NULL);
     for (int i = 0; i < 30; i++)
-        send_one(k, &a, "k1", 100);
+        send_one(f.k, &f.a, "k1", 100);
     kaction_metrics mt;
-    kaction_get_metrics(k, &mt);
+    kaction_get_metrics(f.k, &mt);
     int drops = (int)mt.dropped_queue_full;
-    rd_kafka_mock_broker_set_up(m.mc, 1);
-    wait_replies(&r, 31, 30000);
-    kaction_destroy(k, 1000);
-    arena_free(&a);
-    mock_stop(&m);
+    rd_kafka_mock_broker_set_up(f.m.mc, 1);
+    wait_replies(&f.r, 31, 30000);
+    fx_stop(&f);
     return drops;
 }
 
