@@ -12,7 +12,8 @@
          rule_metrics/1, rule_metrics_reset/1,
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
-         action_health/1, action_destroy/1, duration_ms/1]).
+         action_health/1, action_destroy/1, duration_ms/1,
+         pipeline_new/2, pipeline_publish/3]).
 
 -on_load(init/0).
 
@@ -26,9 +27,10 @@
 -opaque ruleset() :: reference().
 -opaque connector() :: reference().
 -opaque action() :: reference().
+-opaque pipeline() :: reference().
 -type rule_result() :: {ok, map() | [map()]} | no_result | {error, binary()}.
 -export_type([error_info/0, producer/0, rule/0, ruleset/0, rule_result/0,
-              connector/0, action/0]).
+              connector/0, action/0, pipeline/0]).
 
 init() ->
     erlang:load_nif(filename:join(priv_dir(), ?NIF_NAME), 0).
@@ -142,3 +144,13 @@ action_destroy(_Action) -> ?NOT_LOADED.
 %% @doc An EMQX duration ("5s", "1m30s", "500ms" or integer ms) in ms.
 -spec duration_ms(binary() | integer()) -> {ok, non_neg_integer()} | error.
 duration_ms(_D) -> ?NOT_LOADED.
+
+%% @doc Binds rules of a rule set to the actions their outputs go to.
+-spec pipeline_new(ruleset(), [{RuleId :: binary(), [action()]}]) -> {ok, pipeline()}.
+pipeline_new(_RuleSet, _Bindings) -> ?NOT_LOADED.
+
+%% @doc The message.publish path in one call: EMQX's #message{} record becomes
+%% the rule columns in C, matching rules run, outputs are enqueued on their
+%% actions. Returns how many records were enqueued.
+-spec pipeline_publish(pipeline(), tuple(), Node :: binary()) -> non_neg_integer().
+pipeline_publish(_Pipeline, _Message, _Node) -> ?NOT_LOADED.

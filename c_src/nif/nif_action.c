@@ -312,3 +312,12 @@ ERL_NIF_TERM nif_duration_ms(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     arena_free(&a);
     return ret;
 }
+
+ec_status nif_action_send_value(void *res, const value *v, ec_error *err) {
+    action_res *r = res;
+    enif_rwlock_rlock(r->lock);
+    ec_status st =
+        r->k ? kaction_send(r->k, v, NULL, err) : ec_fail(err, EC_ESTATE, "resource_stopped");
+    enif_rwlock_runlock(r->lock);
+    return st;
+}

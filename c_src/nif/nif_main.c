@@ -38,6 +38,7 @@ static int on_load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     if (nif_producer_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_rules_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_action_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
+    if (nif_pipeline_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
     atomic_fetch_add(&n_loads, 1);
     *priv = NULL;
     return 0;
@@ -51,6 +52,7 @@ static int on_upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM
     if (nif_producer_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_rules_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_action_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
+    if (nif_pipeline_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     atomic_fetch_add(&n_upgrades, 1);
     *priv = NULL;
     return 0;
@@ -116,6 +118,10 @@ static ErlNifFunc nif_funcs[] = {
     {"action_health", 1, nif_action_health, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* drains buffers, flushes, joins threads */
     {"action_destroy", 1, nif_action_destroy, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    /* binds rules to actions: linear in their number */
+    {"pipeline_new", 2, nif_pipeline_new, 0},
+    /* per message: microseconds; reschedules itself to dirty CPU for big payloads */
+    {"pipeline_publish", 3, nif_pipeline_publish, 0},
     /* parses a few bytes */
     {"duration_ms", 1, nif_duration_ms, 0},
     /* a test request may run any function on any payload */

@@ -5,6 +5,8 @@
 #include <erl_nif.h>
 #include <stdatomic.h>
 
+#include "../core/error.h"
+
 /* Resource types, opened in load (CREATE) and taken over in upgrade. */
 extern ErlNifResourceType *nif_producer_type;
 
@@ -13,12 +15,24 @@ extern ErlNifResourceType *nif_producer_type;
  * can be made. */
 void nif_run_detached(void *(*fn)(void *), void *arg);
 
+struct rule_index;
+struct sql_rule;
+struct value;
+extern ErlNifResourceType *nif_ruleset_type, *nif_action_type;
+/* The index and rules of a ruleset resource (valid while it is alive). */
+struct rule_index *nif_ruleset_index(void *ruleset, struct sql_rule ***rules, size_t *n);
+/* Renders and enqueues v on an action resource (async); EC_ESTATE once destroyed. */
+ec_status nif_action_send_value(void *res, const struct value *v, ec_error *err);
+
 /* Resources of our types currently alive (allocated, destructor not run). */
 extern atomic_long nif_live_resources;
 
 int nif_producer_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
 int nif_rules_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
 int nif_action_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
+int nif_pipeline_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
+ERL_NIF_TERM nif_pipeline_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_pipeline_publish(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 ERL_NIF_TERM nif_connector_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_connector_health(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

@@ -233,3 +233,10 @@ ERL_NIF_TERM nif_rule_test(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) 
     arena_free(&a);
     return t;
 }
+
+rule_index *nif_ruleset_index(void *ruleset, sql_rule ***rules, size_t *n) {
+    ruleset_res *s = ruleset;
+    *rules = s->rules;
+    *n = s->n;
+    return s->ix;
+}
