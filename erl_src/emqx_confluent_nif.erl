@@ -13,7 +13,7 @@
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
          action_health/1, action_destroy/1, duration_ms/1,
-         pipeline_new/2, pipeline_publish/3]).
+         pipeline_new/2, pipeline_publish/3, config_check/2]).
 
 -on_load(init/0).
 
@@ -154,3 +154,8 @@ pipeline_new(_RuleSet, _Bindings) -> ?NOT_LOADED.
 %% actions. Returns how many records were enqueued.
 -spec pipeline_publish(pipeline(), tuple(), Node :: binary()) -> non_neg_integer().
 pipeline_publish(_Pipeline, _Message, _Node) -> ?NOT_LOADED.
+
+%% @doc Everything connector_new/1 and action_new/2 would refuse (field paths
+%% in the message), without creating a producer. ActionConf may be undefined.
+-spec config_check(map(), map() | undefined) -> ok | {error, error_info()}.
+config_check(_ConnectorConf, _ActionConf) -> ?NOT_LOADED.

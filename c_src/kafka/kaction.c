@@ -531,35 +531,47 @@ static void free_templates(kaction *k) {
     kh_free(k->hdrs);
 }
 
+/* Compiles the action's templates into k; on failure k holds what compiled. */
+static ec_status compile_templates(kaction *k, const kconf_action *act, ec_error *err) {
+    ec_status st;
+    if ((st = tmpl_compile(TMPL_NEW, act->topic, strlen(act->topic), &k->topic_t, err)) ||
+        (st = tmpl_compile(TMPL_LEGACY, act->key, strlen(act->key), &k->key_t, err)) ||
+        (st = tmpl_compile(TMPL_LEGACY, act->val, strlen(act->val), &k->val_t, err)) ||
+        (st = tmpl_compile(TMPL_LEGACY, act->timestamp, strlen(act->timestamp), &k->ts_t, err)))
+        return st;
+    if (!act->kafka_headers && !act->n_ext) return EC_OK;
+    size_t lens[2 * 64];
+    if (act->n_ext > 64)
+        return ec_fail(err, EC_ELIMIT, "parameters.kafka_ext_headers: at most 64 headers");
+    for (uint32_t i = 0; i < 2 * act->n_ext; i++)
+        lens[i] = strlen(act->ext_headers[i]);
+    st = kh_compile(act->kafka_headers, act->kafka_headers ? strlen(act->kafka_headers) : 0,
+                    act->ext_headers, lens, act->n_ext, act->header_json, &k->hdrs, err);
+    if (st && err) { /* the field path within the action */
+        char msg[EC_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "parameters.%s", err->msg);
+        memcpy(err->msg, msg, sizeof msg);
+    }
+    return st;
+}
+
+ec_status kaction_check(const kconf_action *act, ec_error *err) {
+    kaction k;
+    memset(&k, 0, sizeof k);
+    ec_status st = compile_templates(&k, act, err);
+    free_templates(&k);
+    return st;
+}
+
 ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,
                       void *reply_ctx, kaction **out, ec_error *err) {
     kaction *k = calloc(1, sizeof *k);
     if (!k) return ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     ec_status st;
-    if ((st = tmpl_compile(TMPL_NEW, act->topic, strlen(act->topic), &k->topic_t, err)) ||
-        (st = tmpl_compile(TMPL_LEGACY, act->key, strlen(act->key), &k->key_t, err)) ||
-        (st = tmpl_compile(TMPL_LEGACY, act->val, strlen(act->val), &k->val_t, err)) ||
-        (st = tmpl_compile(TMPL_LEGACY, act->timestamp, strlen(act->timestamp), &k->ts_t, err))) {
+    if ((st = compile_templates(k, act, err))) {
         free_templates(k);
         free(k);
         return st;
-    }
-    if (act->kafka_headers || act->n_ext) {
-        size_t lens[2 * 64];
-        if (act->n_ext > 64) {
-            free_templates(k);
-            free(k);
-            return ec_fail(err, EC_ELIMIT, "parameters.kafka_ext_headers: at most 64 headers");
-        }
-        for (uint32_t i = 0; i < 2 * act->n_ext; i++)
-            lens[i] = strlen(act->ext_headers[i]);
-        if ((st =
-                 kh_compile(act->kafka_headers, act->kafka_headers ? strlen(act->kafka_headers) : 0,
-                            act->ext_headers, lens, act->n_ext, act->header_json, &k->hdrs, err))) {
-            free_templates(k);
-            free(k);
-            return st;
-        }
     }
     k->fixed_topic = tmpl_is_literal(k->topic_t);
     k->strategy = act->strategy;

@@ -42,6 +42,10 @@ typedef struct kaction_metrics {
 ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,
                       void *reply_ctx, kaction **out, ec_error *err);
 
+/* Everything kaction_new checks (templates, headers) without creating a
+ * producer: for validating configuration before it is saved. */
+ec_status kaction_check(const kconf_action *act, ec_error *err);
+
 /* Renders and enqueues one record. EC_OK: accepted (the outcome comes later);
  * otherwise the record failed now (render/header/topic error: counted failed,
  * no reply). */

@@ -321,3 +321,26 @@ ec_status nif_action_send_value(void *res, const value *v, ec_error *err) {
     enif_rwlock_runlock(r->lock);
     return st;
 }
+
+/* config_check(ConnectorConf, ActionConf | undefined) -> ok | {error, #{message}}:
+ * everything connector_new/action_new would refuse, without creating any
+ * producer. Normal scheduler: parsing and template compilation only. */
+ERL_NIF_TERM nif_config_check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    if (!enif_is_map(env, argv[0])) return enif_make_badarg(env);
+    arena a;
+    arena_init(&a, 8192);
+    kconf_connector c;
+    ERL_NIF_TERM e = parse_connector(env, argv[0], &a, &c);
+    if (!e && enif_is_map(env, argv[1])) {
+        value av;
+        kconf_action act;
+        ec_error err;
+        if (nif_term_to_value(env, argv[1], &a, &av, &err) != EC_OK ||
+            kconf_action_parse(&av, c.confluent, &a, &act, &err) != EC_OK ||
+            kaction_check(&act, &err) != EC_OK)
+            e = nif_error_term(env, &err);
+    }
+    arena_free(&a);
+    return e ? e : ATOM_ok;
+}

@@ -122,6 +122,8 @@ static ErlNifFunc nif_funcs[] = {
     {"pipeline_new", 2, nif_pipeline_new, 0},
     /* per message: microseconds; reschedules itself to dirty CPU for big payloads */
     {"pipeline_publish", 3, nif_pipeline_publish, 0},
+    /* parses configuration and compiles templates; no I/O */
+    {"config_check", 2, nif_config_check, 0},
     /* parses a few bytes */
     {"duration_ms", 1, nif_duration_ms, 0},
     /* a test request may run any function on any payload */

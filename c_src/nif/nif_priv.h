@@ -43,6 +43,7 @@ ERL_NIF_TERM nif_action_metrics_reset(ErlNifEnv *env, int argc, const ERL_NIF_TE
 ERL_NIF_TERM nif_action_health(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_action_destroy(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_duration_ms(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_config_check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 ERL_NIF_TERM nif_rule_compile(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_ruleset_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

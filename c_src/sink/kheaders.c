@@ -40,7 +40,7 @@ ec_status kh_compile(const char *headers, size_t hlen, const char *const *ext,
             st = ec_fail(err, EC_EINVAL,
                          "kafka_ext_headers[%u].kafka_ext_header_value: must be a single "
                          "placeholder or plain text",
-                         i);
+                         i + 1);
             goto fail;
         }
     }

@@ -1,0 +1,93 @@
+%% @doc Validation of connector and action configuration for the REST API
+%% (rest-api.md §1.4-1.6, confluent-connector-and-action.md §1): EMQX's name
+%% rules and messages, read-only request fields dropped, field checks by the
+%% same C parsers the runtime uses (so what validates also runs), and secrets
+%% masked as "******" in responses and kept when sent back masked.
+-module(emqx_confluent_schema).
+
+-export([validate_name/1, check_connector/2, check_action/3, mask_secrets/1, unmask_secrets/2]).
+
+-define(MASK, <<"******">>).
+%% paths of secret fields (rest-api.md §1.5)
+-define(SECRETS, [[<<"authentication">>, <<"password">>], [<<"ssl">>, <<"password">>]]).
+-define(READ_ONLY, [<<"id">>, <<"type">>, <<"name">>, <<"status">>, <<"status_reason">>,
+                    <<"node_status">>, <<"node">>]).
+-define(TYPES, [<<"confluent_producer">>, <<"kafka_producer">>]).
+
+%% @doc EMQX's resource name rule: 1-254 characters, ^[0-9a-zA-Z][-0-9a-zA-Z_]*$.
+-spec validate_name(term()) -> ok | {error, binary()}.
+validate_name(<<>>) -> {error, <<"Name cannot be empty string">>};
+validate_name(Name) when is_binary(Name), byte_size(Name) > 254 ->
+    {error, <<"Name length must be less than 255">>};
+validate_name(Name) when is_binary(Name) ->
+    case re:run(Name, "^[0-9a-zA-Z][-0-9a-zA-Z_]*$", [{capture, none}]) of
+        match -> ok;
+        nomatch ->
+            {error, <<"Invalid name format. The name must begin with a letter or number "
+                      "(0-9, a-z, A-Z) and can only include underscores and hyphens as "
+                      "non-initial characters. Got: ", Name/binary>>}
+    end;
+validate_name(_) -> {error, <<"name: expected a string">>}.
+
+%% @doc Checks a connector body for Type; returns the body to store (read-only
+%% fields removed) or the reason (naming the field).
+-spec check_connector(binary(), map()) -> {ok, map()} | {error, binary()}.
+check_connector(Type, Body) when is_map(Body) ->
+    Conf = maps:without(?READ_ONLY, Body),
+    case lists:member(Type, ?TYPES) of
+        false -> {error, <<"type: expected confluent_producer or kafka_producer">>};
+        true -> nif_check(Conf#{<<"type">> => Type}, undefined, Conf)
+    end;
+check_connector(_, _) -> {error, <<"expected a JSON object">>}.
+
+%% @doc Checks an action body of Type against its connector's stored config.
+-spec check_action(binary(), map(), map() | undefined) -> {ok, map()} | {error, binary()}.
+check_action(Type, Body, ConnectorConf) when is_map(Body) ->
+    Conf = maps:without(?READ_ONLY, Body),
+    case {maps:get(<<"connector">>, Conf, undefined), ConnectorConf} of
+        {C, _} when not is_binary(C); C =:= <<>> -> {error, <<"connector: required">>};
+        {C, undefined} -> {error, <<"connector: no ", Type/binary, " connector named ", C/binary>>};
+        {_, Conn} ->
+            case maps:get(<<"type">>, Conn, Type) of
+                Type -> nif_check(Conn, Conf, Conf);
+                Other -> {error, <<"connector: is a ", Other/binary, " connector, not ", Type/binary>>}
+            end
+    end;
+check_action(_, _, _) -> {error, <<"expected a JSON object">>}.
+
+nif_check(Conn, Action, Keep) ->
+    case emqx_confluent_nif:config_check(Conn, Action) of
+        ok -> {ok, Keep};
+        {error, #{message := M}} -> {error, M}
+    end.
+
+%% @doc Replaces every present secret with "******".
+-spec mask_secrets(map()) -> map().
+mask_secrets(Conf) ->
+    lists:foldl(fun(Path, C) ->
+                        case get_in(Path, C) of
+                            {ok, V} when is_binary(V), V =/= <<>> -> put_in(Path, ?MASK, C);
+                            _ -> C
+                        end
+                end, Conf, ?SECRETS).
+
+%% @doc In New, a secret sent back as "******" keeps the value Old stored.
+-spec unmask_secrets(map(), map()) -> map().
+unmask_secrets(New, Old) ->
+    lists:foldl(fun(Path, C) ->
+                        case {get_in(Path, C), get_in(Path, Old)} of
+                            {{ok, ?MASK}, {ok, Stored}} -> put_in(Path, Stored, C);
+                            _ -> C
+                        end
+                end, New, ?SECRETS).
+
+get_in([K], M) when is_map(M) -> maps:find(K, M);
+get_in([K | Rest], M) when is_map(M) ->
+    case maps:find(K, M) of
+        {ok, Sub} -> get_in(Rest, Sub);
+        error -> error
+    end;
+get_in(_, _) -> error.
+
+put_in([K], V, M) -> M#{K => V};
+put_in([K | Rest], V, M) -> M#{K => put_in(Rest, V, maps:get(K, M))}.
