@@ -11,7 +11,7 @@
 
 -define(NIF, emqx_confluent_nif).
 
-all() -> [t_publish_columns_and_actions, t_ipv6_and_no_properties, t_bad_message].
+all() -> [t_publish_columns_and_actions, t_ipv6_and_no_properties, t_many_matching_rules, t_bad_message].
 
 msg(Topic, Payload, Headers) ->
     #message{id = <<16#00, 16#06, 16#12, 16#0A, 16#8F, 16#6B, 16#4C, 16#3E, 16#F4, 16#43, 16#00, 16#00,
@@ -78,6 +78,20 @@ t_ipv6_and_no_properties(_) ->
                    <<"payload">> := <<"{\"temp\":1}">>, <<"client_attrs">> := #{},
                    <<"pub_props">> := #{<<"User-Property">> := #{}}}, V),
     ?assertNot(maps:is_key(<<"User-Property-Pairs">>, maps:get(<<"pub_props">>, V))),
+    ok = ?NIF:action_destroy(A).
+
+%% every matching rule runs, however many there are
+t_many_matching_rules(_) ->
+    Topic = ec_test_util:unique_topic(<<"pipe-many">>),
+    ok = ec_test_util:create_topic(Topic, 1),
+    {ok, A} = ?NIF:action_new(ec_test_util:connector_conf(plain), #{<<"parameters">> => #{<<"topic">> => Topic}}),
+    Ids = [integer_to_binary(I) || I <- lists:seq(1, 70)],
+    Rules = [begin {ok, R} = ?NIF:rule_compile(Id, <<"SELECT clientid FROM \"t/#\"">>), R end || Id <- Ids],
+    {ok, Set} = ?NIF:ruleset_new(Rules),
+    {ok, P} = ?NIF:pipeline_new(Set, [{Id, [A]} || Id <- Ids]),
+    ?assertEqual(70, ?NIF:pipeline_publish(P, msg(<<"t/1">>, <<"{}">>, headers()), <<"n">>)),
+    ?assertMatch(#{matched := 1, 'actions.total' := 1}, ?NIF:rule_metrics(lists:last(Rules))),
+    ?assertEqual(70, length(ec_test_util:consume(Topic, 70))),
     ok = ?NIF:action_destroy(A).
 
 t_bad_message(_) ->

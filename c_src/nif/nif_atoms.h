@@ -32,7 +32,13 @@
     X(live_producers)                                                                              \
     X(live_resources)                                                                              \
     X(no_result)                                                                                   \
-    X(ec_action_reply)
+    X(ec_action_reply)                                                                             \
+    X(payload)                                                                                     \
+    X(username)                                                                                    \
+    X(peerhost)                                                                                    \
+    X(peername)                                                                                    \
+    X(client_attrs)                                                                                \
+    X(properties)
 
 #define EC_ATOM_DECL(name) extern ERL_NIF_TERM ATOM_##name;
 EC_ATOM_LIST(EC_ATOM_DECL)

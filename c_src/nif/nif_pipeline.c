@@ -10,7 +10,8 @@
  * actions (async). Normal scheduler: evaluation and enqueueing take
  * microseconds; a payload above 64 KiB moves the call to a dirty CPU
  * scheduler. Rule metrics count matched/passed/failed and actions.total /
- * actions.failed (an immediate render/enqueue failure). */
+ * actions.failed (an immediate render/enqueue failure). Atoms are made once
+ * at load (nif_atoms.h), not per message. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
@@ -134,9 +135,9 @@ static value ip_text(ErlNifEnv *env, ERL_NIF_TERM t, arena *a, int port) {
     return v_bin_copy(a, buf, k);
 }
 
-static ERL_NIF_TERM get_key(ErlNifEnv *env, ERL_NIF_TERM map, const char *atom, bool *found) {
+static ERL_NIF_TERM get_key(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM atom, bool *found) {
     ERL_NIF_TERM v;
-    *found = enif_is_map(env, map) && enif_get_map_value(env, map, enif_make_atom(env, atom), &v);
+    *found = enif_is_map(env, map) && enif_get_map_value(env, map, atom, &v);
     return *found ? v : 0;
 }
 
@@ -194,7 +195,7 @@ static bool message_columns(ErlNifEnv *env, ERL_NIF_TERM msg, ERL_NIF_TERM node,
     int arity;
     const ERL_NIF_TERM *f;
     if (!enif_get_tuple(env, msg, &arity, &f) || arity != 10 ||
-        !enif_is_identical(f[0], enif_make_atom(env, "message")))
+        !enif_is_identical(f[0], ATOM_message))
         return false;
     ErlNifBinary id, topic, payload, nodeb;
     int qos;
@@ -216,17 +217,17 @@ static bool message_columns(ErlNifEnv *env, ERL_NIF_TERM msg, ERL_NIF_TERM node,
     bool found;
     ERL_NIF_TERM t;
     value username = v_undef(), peerhost = v_undef(), peername = v_undef(), attrs, props;
-    if ((t = get_key(env, hdrs, "username", &found)), found) username = atom_val(env, t, a);
-    if ((t = get_key(env, hdrs, "peerhost", &found)), found) peerhost = ip_text(env, t, a, -1);
-    if ((t = get_key(env, hdrs, "peername", &found)), found) {
+    if ((t = get_key(env, hdrs, ATOM_username, &found)), found) username = atom_val(env, t, a);
+    if ((t = get_key(env, hdrs, ATOM_peerhost, &found)), found) peerhost = ip_text(env, t, a, -1);
+    if ((t = get_key(env, hdrs, ATOM_peername, &found)), found) {
         int ar, port;
         const ERL_NIF_TERM *pe;
         if (enif_get_tuple(env, t, &ar, &pe) && ar == 2 && enif_get_int(env, pe[1], &port))
             peername = ip_text(env, pe[0], a, port);
     }
-    t = get_key(env, hdrs, "client_attrs", &found);
+    t = get_key(env, hdrs, ATOM_client_attrs, &found);
     attrs = found ? atom_val(env, t, a) : v_map_new(a, 0, &ok);
-    t = get_key(env, hdrs, "properties", &found);
+    t = get_key(env, hdrs, ATOM_properties, &found);
     props = pub_props(env, found ? t : enif_make_new_map(env), a);
     value flags = atom_val(env, f[4], a);
 #define COL(name, v) v_map_append(a, cols, V_ATOM(name), (v))
@@ -264,19 +265,18 @@ static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     sql_rule **rules;
     size_t nrules;
     rule_index *ix = nif_ruleset_index(p->ruleset, &rules, &nrules);
-    const value *topic = V_MAP_GET(&cols, "topic");
-    uint32_t small[64];
-    size_t n = rule_index_match_topic(ix, topic->u.s, topic->len, small, 64);
-    if (n > 64) n = 64; /* more than 64 matching rules: the first 64 (documented cap) */
+    uint32_t *idx;
+    size_t n = rule_index_match_columns(ix, &cols, &a, &idx);
+    if (n == (size_t)-1) n = 0; /* out of memory: nothing evaluated (rare; arena limit) */
     sql_msg msg;
     sql_msg_init(&msg, &cols);
     int enqueued = 0;
     for (size_t i = 0; i < n; i++) {
-        sql_rule *r = rules[small[i]];
+        sql_rule *r = rules[idx[i]];
         value out;
         ec_error err;
         if ((sql_outcome)sql_rule_eval(r, &msg, &a, &out, &err) != SQL_MATCHED) continue;
-        void **acts = p->actions[small[i]];
+        void **acts = p->actions[idx[i]];
         uint32_t nout = out.type == VT_ARRAY ? out.len : 1;
         for (uint32_t o = 0; o < nout; o++) {
             const value *one = out.type == VT_ARRAY ? &out.u.items[o] : &out;

@@ -126,30 +126,11 @@ static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     }
     for (uint32_t i = 0; i < cols.len; i++)
         cols.u.pairs[i].key.flags |= VF_ATOM;
-    uint32_t small[64], *idx = small;
-    size_t cap = 64, n;
-    const value *event = V_MAP_GET(&cols, "event");
-    const sql_event_def *ed = NULL;
-    if (event && event->type == VT_BIN &&
-        !(event->len == 15 && memcmp(event->u.s, "message.publish", 15) == 0)) {
-        ed = sql_event_by_name(event->u.s, event->len);
-        if (!ed) {
-            arena_free(&a);
-            return enif_make_list(env, 0);
-        }
-    }
-    const value *topic = V_MAP_GET(&cols, "topic");
-    for (;;) {
-        if (ed)
-            n = rule_index_match_event(s->ix, ed, idx, cap);
-        else if (topic && topic->type == VT_BIN)
-            n = rule_index_match_topic(s->ix, topic->u.s, topic->len, idx, cap);
-        else
-            n = 0;
-        if (n <= cap) break;
-        if (idx != small) enif_free(idx);
-        cap = n;
-        idx = enif_alloc(sizeof *idx * cap);
+    uint32_t *idx;
+    size_t n = rule_index_match_columns(s->ix, &cols, &a, &idx);
+    if (n == (size_t)-1) {
+        arena_free(&a);
+        return nif_error_term(env, &(ec_error){.code = EC_ENOMEM, .msg = "out of memory"});
     }
     sql_msg msg;
     sql_msg_init(&msg, &cols);
@@ -167,7 +148,6 @@ static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         results = enif_make_list_cell(
             env, enif_make_tuple2(env, nif_make_binary(env, r->id, r->id_len), res), results);
     }
-    if (idx != small) enif_free(idx);
     arena_free(&a);
     return results;
 }
@@ -178,8 +158,7 @@ static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
 ERL_NIF_TERM nif_ruleset_eval(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     ERL_NIF_TERM payload;
     ErlNifBinary pb;
-    if (enif_is_map(env, argv[1]) &&
-        enif_get_map_value(env, argv[1], enif_make_atom(env, "payload"), &payload) &&
+    if (enif_is_map(env, argv[1]) && enif_get_map_value(env, argv[1], ATOM_payload, &payload) &&
         enif_inspect_binary(env, payload, &pb) && pb.size > NIF_EVAL_DIRTY_BYTES)
         return enif_schedule_nif(env, "ruleset_eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now,
                                  argc, argv);

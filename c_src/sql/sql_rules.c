@@ -314,3 +314,27 @@ size_t rule_index_match_event(const rule_index *ix, const sql_event_def *ev, uin
             add_all(&c, &ix->event_rules[i], 1);
     return finish(&c);
 }
+
+size_t rule_index_match_columns(const rule_index *ix, const value *cols, arena *a, uint32_t **out) {
+    const value *event = V_MAP_GET(cols, "event");
+    const sql_event_def *ed = NULL;
+    if (event && event->type == VT_BIN &&
+        !(event->len == 15 && memcmp(event->u.s, "message.publish", 15) == 0)) {
+        ed = sql_event_by_name(event->u.s, event->len);
+        if (!ed) return 0;
+    }
+    const value *topic = V_MAP_GET(cols, "topic");
+    if (!ed && (!topic || topic->type != VT_BIN)) return 0;
+    size_t cap = 16, n;
+    for (;;) {
+        uint32_t *idx = arena_alloc(a, sizeof *idx * cap);
+        if (!idx) return (size_t)-1;
+        n = ed ? rule_index_match_event(ix, ed, idx, cap)
+               : rule_index_match_topic(ix, topic->u.s, topic->len, idx, cap);
+        if (n <= cap) {
+            *out = idx;
+            return n;
+        }
+        cap = n; /* more matched than fit: once more with room for all */
+    }
+}

@@ -79,4 +79,10 @@ size_t rule_index_match_topic(const rule_index *ix, const char *topic, size_t le
 size_t rule_index_match_event(const rule_index *ix, const sql_event_def *ev, uint32_t *out,
                               size_t cap);
 
+/* The rules that a column map triggers: as an event when its `event` is not
+ * message.publish (an unknown event triggers nothing), else by its `topic`.
+ * Indexes ascending into *out, allocated in a (per message); returns the
+ * count, or (size_t)-1 when out of memory. */
+size_t rule_index_match_columns(const rule_index *ix, const value *cols, arena *a, uint32_t **out);
+
 #endif

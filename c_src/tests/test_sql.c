@@ -232,3 +232,39 @@ TEST(sql_rfc3339_uses_host_offset) {
     buf_free(&out);
     arena_free(&a);
 }
+
+TEST(sql_index_match_columns_topic_and_event) {
+    /* 40 rules on the topic (more than the first 16-slot try), 1 event rule */
+    enum { N = 41 };
+    sql_rule *rules[N];
+    ec_error err;
+    for (int i = 0; i < N - 1; i++) {
+        const char *sql =
+            i % 2 ? "SELECT 1 as a FROM \"t/#\"" : "SELECT 1 as a FROM \"t/+\", \"x\"";
+        REQUIRE(sql_rule_compile("r", 1, sql, strlen(sql), &rules[i], &err) == EC_OK);
+    }
+    const char *ev = "SELECT 1 as a FROM \"$events/client/+\"";
+    REQUIRE(sql_rule_compile("e", 1, ev, strlen(ev), &rules[N - 1], &err) == EC_OK);
+    rule_index *ix;
+    REQUIRE(rule_index_build(rules, N, &ix, &err) == EC_OK);
+    arena a;
+    arena_init(&a, 256);
+    value cols;
+    uint32_t *idx;
+    const char *pub = "{\"topic\":\"t/1\",\"event\":\"message.publish\"}";
+    REQUIRE(json_decode(&a, pub, strlen(pub), NULL, &cols, NULL) == EC_OK);
+    CHECK_INT(rule_index_match_columns(ix, &cols, &a, &idx), N - 1);
+    for (int i = 0; i < N - 1; i++)
+        CHECK_INT(idx[i], i);
+    const char *conn = "{\"event\":\"client.connected\",\"clientid\":\"c\"}";
+    REQUIRE(json_decode(&a, conn, strlen(conn), NULL, &cols, NULL) == EC_OK);
+    REQUIRE(rule_index_match_columns(ix, &cols, &a, &idx) == 1);
+    CHECK_INT(idx[0], N - 1);
+    const char *unknown = "{\"event\":\"no.such\",\"topic\":\"t/1\"}";
+    REQUIRE(json_decode(&a, unknown, strlen(unknown), NULL, &cols, NULL) == EC_OK);
+    CHECK_INT(rule_index_match_columns(ix, &cols, &a, &idx), 0);
+    arena_free(&a);
+    rule_index_free(ix);
+    for (int i = 0; i < N; i++)
+        sql_rule_free(rules[i]);
+}
