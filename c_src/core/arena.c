@@ -77,6 +77,15 @@ void *arena_realloc(arena *a, void *old, size_t old_n, size_t new_n) {
     return p;
 }
 
+void *arena_grow(arena *a, void *v, uint32_t *cap, uint32_t len, size_t elem) {
+    if (len < *cap) return v;
+    uint32_t ncap = *cap ? *cap * 2 : 8;
+    if (ncap <= *cap) return NULL; /* overflow */
+    void *nv = arena_realloc(a, v, (size_t)*cap * elem, (size_t)ncap * elem);
+    if (nv) *cap = ncap;
+    return nv;
+}
+
 /* Largest chunk arena_reset will adopt as the new default size. */
 #define ARENA_ADAPT_MAX ((size_t)1 << 20)
 

@@ -11,6 +11,7 @@
 #define EC_ARENA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct arena_chunk arena_chunk;
 
@@ -32,6 +33,19 @@ char *arena_strndup(arena *a, const char *s, size_t n);
 /* Grows the most recent allocation in place when possible, else copies.
  * old may be NULL. Returns NULL on failure (old stays valid). */
 void *arena_realloc(arena *a, void *old, size_t old_n, size_t new_n);
+/* Growable arrays in an arena: returns v when it has room for element
+ * number len (len < *cap), else a copy with twice the room (at least 8;
+ * *cap updated; in place when v is the arena's latest allocation), or NULL
+ * on out-of-memory (v and *cap unchanged). */
+void *arena_grow(arena *a, void *v, uint32_t *cap, uint32_t len, size_t elem);
+/* The same on an array lvalue v: true when there is room (v updated). */
+#define ARENA_GROW(a, v, cap, len)                                                                 \
+    __extension__({                                                                                \
+        void *g_ = arena_grow((a), (v), &(cap), (len), sizeof *(v));                               \
+        if (g_) (v) = g_;                                                                          \
+        g_ != NULL;                                                                                \
+    })
+
 /* Forgets every allocation but keeps the first chunk for reuse. */
 void arena_reset(arena *a);
 /* Releases all memory. */

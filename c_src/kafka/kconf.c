@@ -362,7 +362,7 @@ ec_status kconf_connector_parse(const value *conf, arena *a, kconf_connector *ou
             idle > 72000 || intv < 1 || intv > 750 || probes < 1 || probes > 90)
             return bad(err, "socket_opts.tcp_keepalive",
                        "expected \"none\" or \"Idle,Interval,Probes\" (1-72000, 1-750, 1-90)");
-        out->keepalive = (kconf_keepalive){true, idle, intv, probes};
+        /* timing applied by kprod's socket callback (librdkafka only switches it on) */
         char ka_val[48];
         snprintf(ka_val, sizeof ka_val, "%d,%d,%d", idle, intv, probes);
         if (!add(p, a, "socket.keepalive.enable", "true") ||

@@ -31,16 +31,10 @@ typedef struct kconf_props {
 
 typedef enum kconf_ack { KACK_ALL = -1, KACK_NONE = 0, KACK_LEADER = 1 } kconf_ack;
 
-typedef struct kconf_keepalive {
-    bool on;
-    int idle, interval, probes;
-} kconf_keepalive;
-
 /* The connector: where and how to connect. */
 typedef struct kconf_connector {
     bool confluent; /* confluent_producer: SASL_SSL + PLAIN, TLS verify off */
     kconf_props props;
-    kconf_keepalive keepalive;
     uint64_t metadata_request_timeout_ms;
     uint64_t health_check_interval_ms;
     const char *health_check_topic; /* NULL: the probe topic */

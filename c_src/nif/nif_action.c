@@ -34,26 +34,9 @@ typedef struct connector_res {
     char *health_topic;
 } connector_res;
 
-typedef struct reply_req {
-    ErlNifPid to;
-    ErlNifEnv *env;
-    ERL_NIF_TERM ref;
-} reply_req;
-
 static void on_reply(void *ctx, void *token, const char *error, int32_t partition, int64_t offset) {
     (void)ctx;
-    reply_req *r = token;
-    ERL_NIF_TERM msg;
-    if (error)
-        msg = enif_make_tuple3(
-            r->env, ATOM_ec_action_reply, r->ref,
-            enif_make_tuple2(r->env, ATOM_error, nif_make_binary(r->env, error, strlen(error))));
-    else
-        msg = enif_make_tuple5(r->env, ATOM_ec_action_reply, r->ref, ATOM_ok,
-                               enif_make_int(r->env, partition), enif_make_int64(r->env, offset));
-    enif_send(NULL, &r->to, r->env, msg);
-    enif_free_env(r->env);
-    enif_free(r);
+    nif_reply_send(token, error, partition, offset);
 }
 
 static void *destroy_action_thread(void *arg) {
@@ -200,14 +183,11 @@ ERL_NIF_TERM nif_action_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         arena_free(&a);
         return nif_error_term(env, &err);
     }
-    reply_req *rq = NULL;
+    nif_reply *rq = NULL;
     ERL_NIF_TERM ref = 0;
-    if (want_reply) {
-        rq = enif_alloc(sizeof *rq);
-        rq->env = enif_alloc_env();
-        ref = enif_make_ref(env);
-        rq->ref = enif_make_copy(rq->env, ref);
-        enif_self(env, &rq->to);
+    if (want_reply && !(rq = nif_reply_new(env, ATOM_ec_action_reply, &ref))) {
+        arena_free(&a);
+        return nif_error_term(env, &(ec_error){.code = EC_ENOMEM, .msg = "out of memory"});
     }
     enif_rwlock_rlock(r->lock);
     ec_status st =
@@ -216,10 +196,7 @@ ERL_NIF_TERM nif_action_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (st == EC_OK) {
         ret = want_reply ? enif_make_tuple2(env, ATOM_ok, ref) : ATOM_ok;
     } else {
-        if (rq) {
-            enif_free_env(rq->env);
-            enif_free(rq);
-        }
+        if (rq) nif_reply_free(rq);
         ret = nif_error_term(env, &err);
     }
     arena_free(&a);

@@ -7,6 +7,7 @@
 #include "../kafka/kprod.h"
 #include "nif_atoms.h"
 #include "nif_priv.h"
+#include "nif_term.h"
 
 #define EC_ATOM_DEF(name) ERL_NIF_TERM ATOM_##name;
 EC_ATOM_LIST(EC_ATOM_DEF)
@@ -19,6 +20,42 @@ void nif_atoms_init(ErlNifEnv *env) {
 }
 
 atomic_long nif_live_resources;
+
+struct nif_reply {
+    ErlNifPid to;
+    ErlNifEnv *env; /* process-independent: owns ref until sent */
+    ERL_NIF_TERM tag, ref;
+};
+
+nif_reply *nif_reply_new(ErlNifEnv *env, ERL_NIF_TERM tag, ERL_NIF_TERM *ref) {
+    nif_reply *r = enif_alloc(sizeof *r);
+    if (!r || !(r->env = enif_alloc_env())) {
+        enif_free(r);
+        return NULL;
+    }
+    *ref = enif_make_ref(env);
+    r->ref = enif_make_copy(r->env, *ref);
+    r->tag = tag; /* atoms need no copying */
+    enif_self(env, &r->to);
+    return r;
+}
+
+void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t offset) {
+    ErlNifEnv *e = r->env;
+    ERL_NIF_TERM msg =
+        error ? enif_make_tuple3(
+                    e, r->tag, r->ref,
+                    enif_make_tuple2(e, ATOM_error, nif_make_binary(e, error, strlen(error))))
+              : enif_make_tuple5(e, r->tag, r->ref, ATOM_ok, enif_make_int(e, partition),
+                                 enif_make_int64(e, offset));
+    enif_send(NULL, &r->to, e, msg); /* from our own thread: no caller env */
+    nif_reply_free(r);
+}
+
+void nif_reply_free(nif_reply *r) {
+    enif_free_env(r->env);
+    enif_free(r);
+}
 
 void nif_run_detached(void *(*fn)(void *), void *arg) {
     pthread_t t;

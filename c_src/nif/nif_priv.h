@@ -24,6 +24,16 @@ struct rule_index *nif_ruleset_index(void *ruleset, struct sql_rule ***rules, si
 /* Renders and enqueues v on an action resource (async); EC_ESTATE once destroyed. */
 ec_status nif_action_send_value(void *res, const struct value *v, ec_error *err);
 
+/* A reply owed to an Erlang process for one record, sent from a C thread:
+ *   {Tag, Ref, ok, Partition, Offset} | {Tag, Ref, {error, Text}}
+ * (c_src/nif/MESSAGES.md). nif_reply_new makes the reference (*ref, for the
+ * caller's return value) and remembers the calling process; exactly one of
+ * nif_reply_send / nif_reply_free ends it. */
+typedef struct nif_reply nif_reply;
+nif_reply *nif_reply_new(ErlNifEnv *env, ERL_NIF_TERM tag, ERL_NIF_TERM *ref);
+void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t offset);
+void nif_reply_free(nif_reply *r);
+
 /* Resources of our types currently alive (allocated, destructor not run). */
 extern atomic_long nif_live_resources;
 

@@ -33,29 +33,10 @@ typedef struct producer_res {
     ErlNifMonitor mon;
 } producer_res;
 
-/* One outstanding record: who to tell, and the reference to tell it with. */
-typedef struct delivery_req {
-    ErlNifPid to;
-    ErlNifEnv *env;
-    ERL_NIF_TERM ref;
-} delivery_req;
-
 static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t partition,
                         int64_t offset) {
     (void)ctx;
-    delivery_req *d = opaque;
-    ERL_NIF_TERM msg;
-    if (err)
-        msg =
-            enif_make_tuple3(d->env, ATOM_ec_delivery, d->ref,
-                             enif_make_tuple2(d->env, ATOM_error,
-                                              nif_make_binary(d->env, err->msg, strlen(err->msg))));
-    else
-        msg = enif_make_tuple5(d->env, ATOM_ec_delivery, d->ref, ATOM_ok,
-                               enif_make_int(d->env, partition), enif_make_int64(d->env, offset));
-    enif_send(NULL, &d->to, d->env, msg); /* from our own thread: caller env NULL */
-    enif_free_env(d->env);
-    enif_free(d);
+    nif_reply_send(opaque, err ? err->msg : NULL, partition, offset);
 }
 
 static void *destroy_thread(void *arg) {
@@ -189,12 +170,9 @@ ERL_NIF_TERM nif_producer_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
             return enif_make_badarg(env);
         hdrs[i] = (kprod_header){(const char *)hk.data, hk.size, hv.data, hv.size};
     }
-    delivery_req *d = enif_alloc(sizeof *d);
+    ERL_NIF_TERM ref;
+    nif_reply *d = nif_reply_new(env, ATOM_ec_delivery, &ref);
     if (!d) return nif_error_term(env, &(ec_error){.code = EC_ENOMEM, .msg = "out of memory"});
-    d->env = enif_alloc_env();
-    ERL_NIF_TERM ref = enif_make_ref(env);
-    d->ref = enif_make_copy(d->env, ref);
-    enif_self(env, &d->to);
     kprod_record rec = {.topic = topic_z,
                         .partition = -1,
                         .key = has_key ? key.data : NULL,
@@ -211,8 +189,7 @@ ERL_NIF_TERM nif_producer_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     st = r->p ? kprod_send(r->p, &rec, &err) : EC_ESTATE;
     enif_rwlock_runlock(r->lock);
     if (st == EC_OK) return enif_make_tuple2(env, ATOM_ok, ref);
-    enif_free_env(d->env);
-    enif_free(d);
+    nif_reply_free(d);
     if (st == EC_ESTATE) return enif_make_tuple2(env, ATOM_error, ATOM_closed);
     return nif_error_term(env, &err);
 }

@@ -74,13 +74,7 @@ typedef struct rvec {
 } rvec;
 
 static bool rv_push(rvec *r, value k, value v) {
-    if (r->n == r->cap) {
-        uint32_t nc = r->cap ? r->cap * 2 : 8;
-        raw_pair *nv = arena_realloc(r->a, r->v, r->cap * sizeof *nv, nc * sizeof *nv);
-        if (!nv) return false;
-        r->v = nv;
-        r->cap = nc;
-    }
+    if (!ARENA_GROW(r->a, r->v, r->cap, r->n)) return false;
     r->v[r->n++] = (raw_pair){k, v};
     return true;
 }

@@ -21,13 +21,7 @@ static bool push_part(tmpl *t, pvec *pv, tmpl_part p) {
         return true;
     }
     if (!p.is_var && p.len == 0) return true;
-    if (pv->n == pv->cap) {
-        uint32_t nc = pv->cap ? pv->cap * 2 : 4;
-        tmpl_part *nv = arena_realloc(&t->a, pv->v, pv->cap * sizeof *nv, nc * sizeof *nv);
-        if (!nv) return false;
-        pv->v = nv;
-        pv->cap = nc;
-    }
+    if (!ARENA_GROW(&t->a, pv->v, pv->cap, pv->n)) return false;
     pv->v[pv->n++] = p;
     return true;
 }

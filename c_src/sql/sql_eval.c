@@ -50,8 +50,10 @@ static ec_status oom(sql_eval *ev) {
     return ec_fail(ev->err, EC_ENOMEM, "out of memory evaluating rule");
 }
 
-static bool key_is(const value *k, const char *s, size_t n) {
-    return k->len == n && memcmp(k->u.s, s, n) == 0;
+/* a path segment that is the key lit */
+static bool seg_is(const sql_seg *seg, const char *lit) {
+    size_t n = strlen(lit);
+    return seg->kind == SEG_KEY && seg->klen == n && memcmp(seg->key, lit, n) == 0;
 }
 
 const value *sql_eval_column(sql_eval *ev, const char *name, size_t len) {
@@ -321,8 +323,7 @@ static ec_status path_in(ev_state *s, const value *map, bool is_columns, const s
                          value *out) {
     const sql_seg *s0 = &path->segs[0];
     const value *root = map->type == VT_MAP ? v_map_get(map, s0->key, s0->klen) : NULL;
-    if (!root && is_columns && key_is(&(value){.len = s0->klen, .u.s = s0->key}, "metadata", 8))
-        root = &s->pub.metadata;
+    if (!root && is_columns && seg_is(s0, "metadata")) root = &s->pub.metadata;
     if (!root) {
         *out = v_undef();
         return EC_OK;
@@ -332,7 +333,7 @@ static ec_status path_in(ev_state *s, const value *map, bool is_columns, const s
         return EC_OK;
     }
     value base = *root;
-    if (is_columns && root->type == VT_BIN && s0->klen == 7 && memcmp(s0->key, "payload", 7) == 0) {
+    if (is_columns && root->type == VT_BIN && seg_is(s0, "payload")) {
         const value *pj;
         ec_status st = sql_eval_payload_json(&s->pub, &pj);
         if (st) return st;
@@ -446,7 +447,7 @@ static ec_status write_target(sql_eval *ev, value *sel, const sql_path *target, 
     value nv = v;
     if (target->n > 1) {
         const value *child = v_map_get(sel, s0->key, s0->klen);
-        bool top_payload = s0->klen == 7 && memcmp(s0->key, "payload", 7) == 0;
+        bool top_payload = seg_is(s0, "payload");
         ec_status st = put_in(ev, child, target->segs + 1, target->n - 1, v, top_payload, &nv);
         if (st) return st;
     }
@@ -895,9 +896,7 @@ static sql_outcome eval_foreach(ev_state *s, const sql_stmt *stmt, value *out) {
     ev->selected = NULL;
     if (st) return fail_with(s, "select_and_collect_error", st);
     if (cf->expr->kind == N_PATH && cf->expr->u.path.n == 1 &&
-        key_is(&(value){.len = cf->expr->u.path.segs[0].klen, .u.s = cf->expr->u.path.segs[0].key},
-               "payload", 7) &&
-        coll.type == VT_BIN) {
+        seg_is(&cf->expr->u.path.segs[0], "payload") && coll.type == VT_BIN) {
         const value *pj;
         if ((st = sql_eval_payload_json(ev, &pj)))
             return fail_with(s, "select_and_collect_error", st);

@@ -54,7 +54,7 @@ typedef struct lexer {
     const char *orig;
     ec_error *err;
     sql_token *toks;
-    size_t count, cap;
+    uint32_t count, cap;
 } lexer;
 
 static ec_status lex_fail(lexer *lx, size_t pos, const char *fmt, const char *arg) {
@@ -71,13 +71,7 @@ static ec_status lex_fail(lexer *lx, size_t pos, const char *fmt, const char *ar
 }
 
 static sql_token *push(lexer *lx, sql_tok type, size_t pos, size_t len) {
-    if (lx->count == lx->cap) {
-        size_t ncap = lx->cap ? lx->cap * 2 : 64;
-        sql_token *t = arena_realloc(lx->a, lx->toks, lx->cap * sizeof *t, ncap * sizeof *t);
-        if (!t) return NULL;
-        lx->toks = t;
-        lx->cap = ncap;
-    }
+    if (!ARENA_GROW(lx->a, lx->toks, lx->cap, lx->count)) return NULL;
     sql_token *t = &lx->toks[lx->count++];
     memset(t, 0, sizeof *t);
     t->type = type;

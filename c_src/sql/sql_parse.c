@@ -83,25 +83,13 @@ typedef struct nvec {
 } nvec;
 
 static bool nvec_push(parser *p, nvec *nv, sql_node *x) {
-    if (nv->n == nv->cap) {
-        uint32_t ncap = nv->cap ? nv->cap * 2 : 4;
-        sql_node **v = arena_realloc(p->a, nv->v, nv->cap * sizeof *v, ncap * sizeof *v);
-        if (!v) return false;
-        nv->v = v;
-        nv->cap = ncap;
-    }
+    if (!ARENA_GROW(p->a, nv->v, nv->cap, nv->n)) return false;
     nv->v[nv->n++] = x;
     return true;
 }
 
 static bool seg_push(parser *p, sql_path *path, uint32_t *cap, sql_seg s) {
-    if (path->n == *cap) {
-        uint32_t ncap = *cap ? *cap * 2 : 4;
-        sql_seg *v = arena_realloc(p->a, path->segs, *cap * sizeof *v, ncap * sizeof *v);
-        if (!v) return false;
-        path->segs = v;
-        *cap = ncap;
-    }
+    if (!ARENA_GROW(p->a, path->segs, *cap, path->n)) return false;
     path->segs[path->n++] = s;
     return true;
 }
@@ -599,13 +587,7 @@ static ec_status parse_fields(parser *p, sql_field **out, uint32_t *count, bool 
     sql_field *fields = NULL;
     ec_status st;
     for (;;) {
-        if (n == cap) {
-            uint32_t ncap = cap ? cap * 2 : 8;
-            sql_field *v = arena_realloc(p->a, fields, cap * sizeof *v, ncap * sizeof *v);
-            if (!v) return oom(p);
-            fields = v;
-            cap = ncap;
-        }
+        if (!ARENA_GROW(p->a, fields, cap, n)) return oom(p);
         sql_field *f = &fields[n];
         memset(f, 0, sizeof *f);
         if (peek(p)->type == T_STAR && allow_star) {
@@ -658,13 +640,7 @@ static ec_status parse_from(parser *p, sql_stmt *s) {
         if (t->type != T_QNAME && t->type != T_STRING && t->type != T_NAME)
             return expected(p, "a topic after FROM");
         next(p);
-        if (s->nfrom == cap) {
-            uint32_t ncap = cap ? cap * 2 : 4;
-            sql_from *v = arena_realloc(p->a, s->from, cap * sizeof *v, ncap * sizeof *v);
-            if (!v) return oom(p);
-            s->from = v;
-            cap = ncap;
-        }
+        if (!ARENA_GROW(p->a, s->from, cap, s->nfrom)) return oom(p);
         sql_from *f = &s->from[s->nfrom++];
         f->topic = t->text;
         f->len = t->text_len;

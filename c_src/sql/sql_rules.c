@@ -136,13 +136,7 @@ struct rule_index {
 
 static bool push_u32(arena *a, uint32_t **v, uint32_t *n, uint32_t *cap, uint32_t x) {
     if (*n && (*v)[*n - 1] == x) return true; /* same rule twice on one node */
-    if (*n == *cap) {
-        uint32_t nc = *cap ? *cap * 2 : 4;
-        uint32_t *nv = arena_realloc(a, *v, *cap * sizeof **v, nc * sizeof **v);
-        if (!nv) return false;
-        *v = nv;
-        *cap = nc;
-    }
+    if (!ARENA_GROW(a, *v, *cap, *n)) return false;
     (*v)[(*n)++] = x;
     return true;
 }
@@ -151,13 +145,7 @@ static tnode *edge_child(arena *a, tnode *n, const char *level, uint32_t len) {
     for (uint32_t i = 0; i < n->nedges; i++)
         if (n->edges[i].len == len && memcmp(n->edges[i].level, level, len) == 0)
             return n->edges[i].child;
-    if (n->nedges == n->capedges) {
-        uint32_t nc = n->capedges ? n->capedges * 2 : 4;
-        tedge *ne = arena_realloc(a, n->edges, n->capedges * sizeof *ne, nc * sizeof *ne);
-        if (!ne) return NULL;
-        n->edges = ne;
-        n->capedges = nc;
-    }
+    if (!ARENA_GROW(a, n->edges, n->capedges, n->nedges)) return NULL;
     tnode *c = arena_calloc(a, sizeof *c);
     if (!c) return NULL;
     n->edges[n->nedges++] = (tedge){level, len, c};
