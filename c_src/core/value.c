@@ -136,6 +136,15 @@ bool v_deep_copy(arena *a, const value *src, value *dst) {
     }
 }
 
+bool v_depth_within(const value *v, unsigned limit) {
+    if (v->type != VT_ARRAY && v->type != VT_MAP) return true;
+    if (limit == 0) return false;
+    for (uint32_t i = 0; i < v->len; i++)
+        if (!v_depth_within(v->type == VT_ARRAY ? &v->u.items[i] : &v->u.pairs[i].val, limit - 1))
+            return false;
+    return true;
+}
+
 bool v_equal(const value *x, const value *y) {
     if (x->type != y->type) return false;
     switch (x->type) {

@@ -115,6 +115,16 @@ const value *v_map_get(const value *map, const char *key, size_t klen);
  * outlive the buffers it borrows from. */
 bool v_deep_copy(arena *a, const value *src, value *dst);
 
+/* The deepest value the rule engine builds (maps/arrays nested in each
+ * other). Constructors that add nesting check it (v_depth_within), so every
+ * recursive walk over values (equality, comparison, copies, JSON, terms) is
+ * bounded and cannot exhaust a scheduler's stack. */
+#define VALUE_MAX_DEPTH 1000
+
+/* True when v nests at most limit levels (a scalar is 0, [] and {} are 1).
+ * Recursion is bounded by limit. */
+bool v_depth_within(const value *v, unsigned limit);
+
 /* Exact equality (same kind and value; 1 and 1.0 differ; maps compare as
  * sets of pairs, arrays element-wise). Atom flag is ignored. */
 bool v_equal(const value *x, const value *y);

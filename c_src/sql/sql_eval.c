@@ -445,6 +445,10 @@ static ec_status write_target(sql_eval *ev, value *sel, const sql_path *target, 
     const sql_seg *s0 = &target->segs[0];
     if (s0->kind != SEG_KEY) return sql_fn_fail(ev, "invalid alias target");
     value nv = v;
+    /* the written value sits under target->n levels (this also bounds put_in's recursion) */
+    if (target->n > VALUE_MAX_DEPTH || !v_depth_within(&v, VALUE_MAX_DEPTH - target->n))
+        return sql_fn_fail(ev, "alias %.*s: value nested deeper than %d levels",
+                           (int)(s0->klen > 40 ? 40 : s0->klen), s0->key, VALUE_MAX_DEPTH);
     if (target->n > 1) {
         const value *child = v_map_get(sel, s0->key, s0->klen);
         bool top_payload = seg_is(s0, "payload");
@@ -650,6 +654,8 @@ static ec_status eval(ev_state *s, const sql_node *n, value *out) {
         for (uint32_t i = 0; i < n->u.list.n; i++) {
             value item;
             if ((st = eval(s, n->u.list.items[i], &item))) return st;
+            if (!v_depth_within(&item, VALUE_MAX_DEPTH - 1))
+                return sql_fn_fail(ev, "list nested deeper than %d levels", VALUE_MAX_DEPTH);
             if (!v_array_push(ev->a, &arr, item)) return oom(ev);
         }
         *out = arr;

@@ -71,9 +71,22 @@ static ec_status nested_put(sql_eval *ev, const value *m, const char *key, size_
     return EC_OK;
 }
 
+/* a value nested under `levels` more maps must stay within VALUE_MAX_DEPTH */
+static ec_status check_nesting(sql_eval *ev, const char *fname, size_t levels, const value *v) {
+    if (levels > VALUE_MAX_DEPTH || !v_depth_within(v, VALUE_MAX_DEPTH - (unsigned)levels))
+        return sql_fn_fail(ev, "%s: result nested deeper than %d levels", fname, VALUE_MAX_DEPTH);
+    return EC_OK;
+}
+
 FN(map_put) {
     UNUSED_ARGS;
     NEED_TEXT("map_put", 0, key, klen);
+    size_t levels = 1;
+    for (size_t i = 0; i < klen; i++)
+        levels += key[i] == '.';
+    ec_status st =
+        check_nesting(ev, "map_put", levels, &a[1]); /* also bounds nested_put's recursion */
+    if (st) return st;
     return nested_put(ev, &a[2], key, klen, a[1], out);
 }
 
@@ -94,8 +107,8 @@ FN(mput) {
     UNUSED_ARGS;
     NEED_TEXT("mput", 0, key, klen);
     value m;
-    ec_status st = fn_as_map(ev, "mput", &a[2], &m);
-    if (st) return st;
+    ec_status st = check_nesting(ev, "mput", 1, &a[1]);
+    if (st || (st = fn_as_map(ev, "mput", &a[2], &m))) return st;
     bool ok;
     value copy = v_map_new(ev->a, m.len + 1, &ok);
     if (!ok) return fn_oom(ev);
@@ -138,7 +151,8 @@ FN(map_values) {
 }
 FN(map_to_entries) {
     (void)n;
-    return map_list(ev, "map_to_entries", a, 2, out);
+    ec_status st = map_list(ev, "map_to_entries", a, 2, out);
+    return st ? st : check_nesting(ev, "map_to_entries", 0, out);
 }
 
 FN(map_size) {
