@@ -3,7 +3,8 @@
 #   make test       every suite (C unit tests + common_test); SAN=1 for ASan+UBSan C tests
 #   make deps       install what a fresh Debian bookworm machine lacks (scripts/deps.sh)
 #   make fmt-check  clang-format check of c_src/
-.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench clean
+#   make plugin     EMQX plugin package _build/plugin/emqx_confluent-<vsn>.tar.gz
+.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench clean plugin
 
 CC      ?= cc
 SAN     ?= 0
@@ -74,6 +75,10 @@ c-test: $(C_TESTS)
 
 ct: all
 	rebar3 ct $(CT_ARGS)
+
+plugin: all
+	rebar3 compile
+	scripts/plugin.sh
 
 deps:
 	scripts/deps.sh

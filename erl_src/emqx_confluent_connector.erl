@@ -7,7 +7,7 @@
 -module(emqx_confluent_connector).
 -behaviour(gen_server).
 
--export([start_link/2, stop/1, status/1, add_action/3, remove_action/2, action_status/2,
+-export([start_link/2, start_link/3, stop/1, status/1, add_action/3, remove_action/2, action_status/2,
          action/2, check_now/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -20,12 +20,20 @@
 -record(st, {name :: binary(), conf :: map(), conn :: emqx_confluent_nif:connector(),
              started = false :: boolean(), check = pending :: emqx_confluent_status:check(),
              interval :: pos_integer(), timeout :: pos_integer() | infinity,
-             actions = #{} :: #{binary() => #action{}}, timer :: reference() | undefined}).
+             actions = #{} :: #{binary() => #action{}}, timer :: reference() | undefined,
+             owner :: pid() | undefined, tab :: ets:tid() | atom() | undefined,
+             notified = #{} :: #{binary() => emqx_confluent_nif:action()}}).
 
 %% @doc Starts the connector process; a configuration the NIF refuses is
 %% returned as `{error, #{message := <<"field.path: why">>}}'.
-start_link(Name, Conf) ->
-    gen_server:start_link(?MODULE, {Name, Conf}, []).
+start_link(Name, Conf) -> start_link(Name, Conf, #{}).
+
+%% @doc Opts: `owner' receives `{ec_connector_installed, Name, #{ActionName =>
+%% Resource}}' whenever the set of installed actions changes; `tab' (a public
+%% ETS table) gets `{{connector, Name}, Status}' and `{{action, ActionName},
+%% Status}' rows after every check, so readers never wait on this process.
+start_link(Name, Conf, Opts) ->
+    gen_server:start_link(?MODULE, {Name, Conf, Opts}, []).
 
 stop(Pid) -> gen_server:stop(Pid).
 
@@ -42,15 +50,16 @@ action(Pid, Name) -> gen_server:call(Pid, {action, Name}, infinity).
 %% @doc Runs the health checks now (tests, and after configuration changes).
 check_now(Pid) -> gen_server:call(Pid, check_now, infinity).
 
-init({Name, Conf}) ->
+init({Name, Conf, Opts}) ->
     case ?NIF:connector_new(Conf) of
         {ok, Conn} ->
             RO = maps:get(<<"resource_opts">>, Conf, #{}),
             St = #st{name = Name, conf = Conf, conn = Conn,
+                     owner = maps:get(owner, Opts, undefined), tab = maps:get(tab, Opts, undefined),
                      interval = duration_ms(maps:get(<<"health_check_interval">>, RO, <<"15s">>)),
                      timeout = duration_ms(maps:get(<<"health_check_timeout">>, RO, <<"60s">>))},
             self() ! check, %% the first check right after start
-            {ok, St};
+            {ok, publish(St)};
         {error, E} ->
             {stop, {config, E}}
     end.
@@ -59,12 +68,13 @@ handle_call(status, _From, St) ->
     {reply, format(emqx_confluent_status:connector(St#st.started, St#st.check)), St};
 handle_call({add_action, Name, Conf}, _From, St) ->
     St1 = St#st{actions = (St#st.actions)#{Name => #action{conf = Conf}}},
-    {reply, ok, install_and_check(St1)};
+    {reply, ok, publish(install_and_check(St1))};
 handle_call({remove_action, Name}, _From, St) ->
     case maps:take(Name, St#st.actions) of
         {#action{res = Res}, Rest} ->
             Res =/= undefined andalso ?NIF:action_destroy(Res),
-            {reply, ok, St#st{actions = Rest}};
+            St#st.tab =/= undefined andalso ets:delete(St#st.tab, {action, Name}),
+            {reply, ok, publish(St#st{actions = Rest})};
         error ->
             {reply, {error, not_found}, St}
     end;
@@ -77,18 +87,37 @@ handle_call({action, Name}, _From, St) ->
         error -> {reply, {error, not_found}, St}
     end;
 handle_call(check_now, _From, St) ->
-    {reply, ok, check(St)}.
+    {reply, ok, publish(check(St))}.
 
 handle_cast(_Msg, St) -> {noreply, St}.
 
 handle_info(check, St) ->
-    {noreply, check(St)};
+    {noreply, publish(check(St))};
 handle_info(_Other, St) ->
     {noreply, St}.
 
 terminate(_Reason, St) ->
     [?NIF:action_destroy(Res) || #action{res = Res} <- maps:values(St#st.actions), Res =/= undefined],
+    St#st.tab =/= undefined andalso
+        [ets:delete(St#st.tab, K) || K <- [{connector, St#st.name} |
+                                          [{action, A} || A <- maps:keys(St#st.actions)]]],
     ok.
+
+%% statuses into the table, and the installed set to the owner when it changed
+publish(#st{tab = Tab, owner = Owner} = St) ->
+    Tab =/= undefined andalso
+        ets:insert(Tab, [{{connector, St#st.name},
+                          format(emqx_confluent_status:connector(St#st.started, St#st.check))} |
+                         [{{action, A}, action_status_of(A, St)} || A <- maps:keys(St#st.actions)]]),
+    Installed = maps:fold(fun(A, #action{install = installed, res = Res}, Acc) -> Acc#{A => Res};
+                             (_, _, Acc) -> Acc
+                          end, #{}, St#st.actions),
+    case Installed =:= St#st.notified orelse Owner =:= undefined of
+        true -> St#st{notified = Installed};
+        false ->
+            Owner ! {ec_connector_installed, St#st.name, Installed},
+            St#st{notified = Installed}
+    end.
 
 %% ---- internals -------------------------------------------------------------
 

@@ -9,7 +9,7 @@
          json_decode/1, json_encode/1,
          producer_new/1, producer_send/6, producer_ping/2, producer_close/1,
          rule_compile/2, ruleset_new/1, ruleset_eval/2, rule_test/1,
-         rule_metrics/1, rule_metrics_reset/1,
+         rule_metrics/1, rule_metrics_reset/1, rule_from/1,
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
          action_health/1, action_destroy/1, duration_ms/1,
@@ -108,6 +108,10 @@ rule_metrics(_Rule) -> ?NOT_LOADED.
 
 -spec rule_metrics_reset(rule()) -> ok.
 rule_metrics_reset(_Rule) -> ?NOT_LOADED.
+
+%% @doc The topics and event topics of the rule's FROM, as written.
+-spec rule_from(rule()) -> [binary()].
+rule_from(_Rule) -> ?NOT_LOADED.
 
 %% @doc A connector from its EMQX-shaped config map (confluent_producer or
 %% kafka_producer). Errors name the field: `#{message := <<"ssl.verify: ...">>}'.

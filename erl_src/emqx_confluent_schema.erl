@@ -5,7 +5,8 @@
 %% masked as "******" in responses and kept when sent back masked.
 -module(emqx_confluent_schema).
 
--export([validate_name/1, check_connector/2, check_action/3, mask_secrets/1, unmask_secrets/2]).
+-export([validate_name/1, check_connector/2, check_action/3, mask_secrets/1, unmask_secrets/2,
+         types/0, with_defaults/3]).
 
 -define(MASK, <<"******">>).
 %% paths of secret fields (rest-api.md §1.5)
@@ -43,7 +44,11 @@ check_connector(_, _) -> {error, <<"expected a JSON object">>}.
 %% @doc Checks an action body of Type against its connector's stored config.
 -spec check_action(binary(), map(), map() | undefined) -> {ok, map()} | {error, binary()}.
 check_action(Type, Body, ConnectorConf) when is_map(Body) ->
-    Conf = maps:without(?READ_ONLY, Body),
+    Conf = case maps:take(<<"kafka">>, maps:without(?READ_ONLY, Body)) of
+               %% the 5.0.2-5.3.0 name of parameters
+               {P, C0} when not is_map_key(<<"parameters">>, C0) -> C0#{<<"parameters">> => P};
+               _ -> maps:without(?READ_ONLY, Body)
+           end,
     case {maps:get(<<"connector">>, Conf, undefined), ConnectorConf} of
         {C, _} when not is_binary(C); C =:= <<>> -> {error, <<"connector: required">>};
         {C, undefined} -> {error, <<"connector: no ", Type/binary, " connector named ", C/binary>>};
@@ -91,3 +96,61 @@ get_in(_, _) -> error.
 
 put_in([K], V, M) -> M#{K => V};
 put_in([K | Rest], V, M) -> M#{K => put_in(Rest, V, maps:get(K, M))}.
+
+-spec types() -> [binary()].
+types() -> ?TYPES.
+
+%% @doc Conf with EMQX's defaults filled in where a field is absent
+%% (confluent-connector-and-action.md §3-6), as GET responses show it.
+-spec with_defaults(connector | action, binary(), map()) -> map().
+with_defaults(Kind, Type, Conf) -> merge(defaults(Kind, Type), Conf).
+
+merge(D, C) when is_map(D), is_map(C) ->
+    maps:fold(fun(K, V, Acc) ->
+                      case maps:find(K, D) of
+                          {ok, DV} -> Acc#{K => merge(DV, V)};
+                          error -> Acc#{K => V}
+                      end
+              end, D, C);
+merge(_, C) -> C.
+
+defaults(connector, Type) ->
+    Confluent = Type =:= <<"confluent_producer">>,
+    #{<<"enable">> => true, <<"description">> => <<>>,
+      <<"authentication">> => case Confluent of
+                                  true -> #{<<"mechanism">> => <<"plain">>};
+                                  false -> <<"none">>
+                              end,
+      <<"connect_timeout">> => <<"5s">>, <<"min_metadata_refresh_interval">> => <<"3s">>,
+      <<"metadata_request_timeout">> => <<"5s">>, <<"allow_auto_topic_creation">> => false,
+      <<"socket_opts">> => #{<<"sndbuf">> => <<"1MB">>, <<"recbuf">> => <<"1MB">>,
+                             <<"nodelay">> => true, <<"tcp_keepalive">> => <<"none">>},
+      <<"ssl">> => #{<<"enable">> => Confluent, <<"verify">> => <<"verify_none">>,
+                     <<"server_name_indication">> => <<"auto">>,
+                     <<"versions">> => [<<"tlsv1.3">>, <<"tlsv1.2">>], <<"depth">> => 10,
+                     <<"reuse_sessions">> => true, <<"secure_renegotiate">> => true,
+                     <<"log_level">> => <<"notice">>, <<"hibernate_after">> => <<"5s">>,
+                     <<"middlebox_comp_mode">> => true},
+      <<"resource_opts">> => #{<<"health_check_interval">> => <<"15s">>,
+                               <<"health_check_timeout">> => <<"60s">>,
+                               <<"start_after_created">> => true, <<"start_timeout">> => <<"5s">>}};
+defaults(action, Type) ->
+    Message0 = #{<<"key">> => <<"${.clientid}">>, <<"value">> => <<"${.}">>},
+    Message = case Type of
+                  <<"kafka_producer">> -> Message0#{<<"timestamp">> => <<"${.timestamp}">>};
+                  _ -> Message0
+              end,
+    #{<<"enable">> => true, <<"description">> => <<>>, <<"fallback_actions">> => [],
+      <<"parameters">> =>
+          #{<<"message">> => Message, <<"max_linger_time">> => <<"0ms">>,
+            <<"max_linger_bytes">> => <<"10MB">>, <<"max_batch_bytes">> => <<"896KB">>,
+            <<"compression">> => <<"no_compression">>, <<"partition_strategy">> => <<"random">>,
+            <<"required_acks">> => <<"all_isr">>, <<"kafka_header_value_encode_mode">> => <<"none">>,
+            <<"partition_count_refresh_interval">> => <<"60s">>,
+            <<"partitions_limit">> => <<"all_partitions">>, <<"max_inflight">> => 10,
+            <<"buffer">> => #{<<"mode">> => <<"memory">>, <<"per_partition_limit">> => <<"256MB">>,
+                              <<"segment_bytes">> => <<"10MB">>,
+                              <<"memory_overload_protection">> => true},
+            <<"query_mode">> => <<"async">>, <<"sync_query_timeout">> => <<"5s">>},
+      <<"resource_opts">> => #{<<"health_check_interval">> => <<"15s">>,
+                               <<"health_check_timeout">> => <<"60s">>}}.

@@ -510,6 +510,9 @@ ec_status kconf_action_parse(const value *conf, bool confluent, arena *a, kconf_
     }
     const value *buf = get(pr, "buffer");
     const value *mode = get(buf, "mode");
+    if (mode && is_str(mode, "disk") && strstr(out->topic, "${"))
+        return bad(err, "parameters.buffer.mode",
+                   "disk-mode buffering is disallowed when using dynamic topics");
     if (mode && !is_str(mode, "memory"))
         return bad(err, "parameters.buffer.mode",
                    "only memory is supported in this release (disk and hybrid are planned)");

@@ -141,6 +141,7 @@ static ErlNifFunc nif_funcs[] = {
     /* reads/zeroes atomic counters */
     {"rule_metrics", 1, nif_rule_metrics, 0},
     {"rule_metrics_reset", 1, nif_rule_metrics_reset, 0},
+    {"rule_from", 1, nif_rule_from, 0},
     /* creating librdkafka handles reads CA files and starts threads */
     {"connector_new", 1, nif_connector_new, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* waits on the network for metadata */

@@ -197,6 +197,22 @@ ERL_NIF_TERM nif_rule_metrics_reset(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     return ATOM_ok;
 }
 
+/* rule_from(Rule) -> [Topic]: the FROM entries, as written. */
+ERL_NIF_TERM nif_rule_from(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    rule_res *r;
+    if (!enif_get_resource(env, argv[0], nif_rule_type, (void **)&r)) return enif_make_badarg(env);
+    const sql_stmt *st = &r->rule->stmt;
+    ERL_NIF_TERM list = enif_make_list(env, 0);
+    for (uint32_t i = st->nfrom; i > 0; i--) {
+        ERL_NIF_TERM t;
+        unsigned char *d = enif_make_new_binary(env, st->from[i - 1].len, &t);
+        memcpy(d, st->from[i - 1].topic, st->from[i - 1].len);
+        list = enif_make_list_cell(env, t, list);
+    }
+    return list;
+}
+
 /* Registered dirty CPU: a request may run any function on any payload. */
 ERL_NIF_TERM nif_rule_test(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;

@@ -1,0 +1,53 @@
+%% @doc The EMQX side: registers the `message.publish' hook when EMQX is
+%% running (emqx_hooks present), removes it on stop. The callback hands the
+%% message to the C pipeline in one NIF call and returns `{ok, Msg}'
+%% unchanged: this plugin never alters or blocks publishing. `$SYS' messages
+%% are skipped, as EMQX's rule engine does by default. Standalone (no EMQX)
+%% nothing is registered.
+-module(emqx_confluent_hooks).
+
+-include("emqx_message.hrl").
+
+-export([register/0, unregister/0, registered/0, on_message_publish/1]).
+
+%% just below EMQX's own rule engine (900), above bridges' local_topic (870)
+-define(PRIORITY, 890).
+-define(HOOK, {?MODULE, on_message_publish, []}).
+
+-spec register() -> boolean().
+register() ->
+    case emqx_running() of
+        true ->
+            ok = emqx_hooks:put('message.publish', ?HOOK, ?PRIORITY),
+            persistent_term:put({?MODULE, registered}, true),
+            true;
+        false ->
+            false
+    end.
+
+unregister() ->
+    case persistent_term:get({?MODULE, registered}, false) of
+        true ->
+            persistent_term:erase({?MODULE, registered}),
+            _ = emqx_hooks:del('message.publish', {?MODULE, on_message_publish}),
+            ok;
+        false ->
+            ok
+    end.
+
+%% @doc Whether the hooks are in place (false when standalone).
+registered() -> persistent_term:get({?MODULE, registered}, false).
+
+emqx_running() ->
+    code:ensure_loaded(emqx_hooks) =:= {module, emqx_hooks}
+        andalso erlang:function_exported(emqx_hooks, put, 3)
+        andalso is_pid(whereis(emqx_hooks)).
+
+on_message_publish(#message{flags = #{sys := true}} = Msg) ->
+    {ok, Msg};
+on_message_publish(Msg) ->
+    case emqx_confluent_mgr:pipeline() of
+        {P, Node} -> _ = emqx_confluent_nif:pipeline_publish(P, Msg, Node);
+        undefined -> ok
+    end,
+    {ok, Msg}.

@@ -1,0 +1,419 @@
+%% @doc The node's registry of connectors, actions and rules. It owns the
+%% configuration snapshot (emqx_confluent_config applies changes, the store
+%% persists them) and makes the running system match it: one
+%% emqx_confluent_connector process per enabled connector, enabled actions
+%% added to their connector, enabled rules compiled, and the publish
+%% pipeline (rules bound to the installed actions) rebuilt and published in
+%% persistent_term for the hook.
+%%
+%% Cluster: a change made on one node is cast to the registry of every
+%% connected node, which adopts a snapshot whose version is higher than its
+%% own; a node that comes up is offered the snapshot, and answers with its
+%% own when that is newer. Concurrent changes on two nodes: the higher
+%% version wins (ties: the node that receives both keeps its own).
+%%
+%% Readers (the REST API) never call this process: statuses, the snapshot
+%% and resources are in the public ETS table ?TAB.
+-module(emqx_confluent_mgr).
+-behaviour(gen_server).
+
+-export([start_link/1, change/1, restart/2, snapshot/0, status/2, action_res/1, rule_res/1,
+         pipeline/0, rates/1, reset_rates/1, local_node_info/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(TAB, emqx_confluent_tab).
+-define(PIPELINE, {emqx_confluent, pipeline}).
+-define(NIF, emqx_confluent_nif).
+-define(C, emqx_confluent_config).
+-define(RATE_TICK, 5000).
+
+-record(st, {dir :: file:filename(), cfg :: map(),
+             conns = #{} :: #{binary() => {pid(), map()}},
+             acts = #{} :: #{binary() => {binary(), map()}},
+             installed = #{} :: #{binary() => #{binary() => emqx_confluent_nif:action()}},
+             rules = #{} :: #{binary() => {binary(), emqx_confluent_nif:rule()}},
+             samples = #{} :: #{term() => [{integer(), integer()}]}}).
+
+start_link(Opts) ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, Opts, []).
+
+%% @doc Applies a configuration change (emqx_confluent_config:change/3).
+-spec change(term()) -> {ok, binary()} | {error, emqx_confluent_config:error()}.
+change(Req) -> gen_server:call(?MODULE, {change, Req}, 60000).
+
+%% @doc Stops and starts a connector (with its actions) or reinstalls an action.
+-spec restart(connector | action, binary()) -> ok | {error, emqx_confluent_config:error()}.
+restart(Kind, Id) -> gen_server:call(?MODULE, {restart, Kind, Id}, 60000).
+
+-spec snapshot() -> map().
+snapshot() -> ets:lookup_element(?TAB, cfg, 2).
+
+%% @doc This node's status of a connector or action: `#{status, status_reason?}'.
+-spec status(connector | action, binary()) -> map().
+status(Kind, Id) ->
+    Cfg = snapshot(),
+    case ?C:find(Kind, Id, Cfg) of
+        error -> #{status => disconnected, status_reason => <<"Not installed">>};
+        {ok, Obj} ->
+            case {Kind, enabled(Obj), ets:lookup(?TAB, {Kind, Id})} of
+                {_, false, _} -> #{status => stopped};
+                {connector, true, [{_, S}]} -> S;
+                {connector, true, []} -> #{status => disconnected, status_reason => start_error(Id)};
+                {action, true, [{_, S}]} -> S;
+                {action, true, []} ->
+                    #{<<"type">> := T, <<"connector">> := C} = Obj,
+                    case ?C:find(connector, ?C:id(T, C), Cfg) of
+                        {ok, Conn} ->
+                            case enabled(Conn) of
+                                false -> #{status => disconnected, status_reason => <<"Not installed">>};
+                                true -> #{status => disconnected, status_reason => <<"Resource not operational">>}
+                            end;
+                        error -> #{status => disconnected, status_reason => <<"Not installed">>}
+                    end
+            end
+    end.
+
+start_error(Id) ->
+    case ets:lookup(?TAB, {start_error, Id}) of
+        [{_, R}] -> R;
+        [] -> <<"Not installed">>
+    end.
+
+%% @doc Status and metrics of this node, for the API of any node (erpc).
+local_node_info(Kind, Id) ->
+    Base = #{node => atom_to_binary(node()), status => status(Kind, Id)},
+    case Kind of
+        action -> Base#{metrics => action_metrics(Id)};
+        connector -> Base
+    end.
+
+action_metrics(Id) ->
+    M = case action_res(Id) of
+            {ok, Res} -> ?NIF:action_metrics(Res);
+            error -> #{}
+        end,
+    maps:merge(M, rates({action, Id})).
+
+-spec action_res(binary()) -> {ok, emqx_confluent_nif:action()} | error.
+action_res(Id) ->
+    case ets:lookup(?TAB, {action_res, Id}) of
+        [{_, R}] -> {ok, R};
+        [] -> error
+    end.
+
+-spec rule_res(binary()) -> {ok, emqx_confluent_nif:rule()} | error.
+rule_res(Id) ->
+    case ets:lookup(?TAB, {rule_res, Id}) of
+        [{_, R}] -> {ok, R};
+        [] -> error
+    end.
+
+%% @doc The pipeline the publish hook uses, or undefined.
+pipeline() -> persistent_term:get(?PIPELINE, undefined).
+
+%% @doc rate (last 5 s), rate_last5m and rate_max of `matched', per second.
+rates(Key) ->
+    case ets:lookup(?TAB, {rate, Key}) of
+        [{_, R}] -> R;
+        [] -> #{rate => 0.0, rate_last5m => 0.0, rate_max => 0.0}
+    end.
+
+reset_rates(Key) -> gen_server:cast(?MODULE, {reset_rates, Key}).
+
+%% ---- gen_server -------------------------------------------------------------
+
+init(#{data_dir := Dir}) ->
+    process_flag(trap_exit, true),
+    ?TAB = ets:new(?TAB, [named_table, public, set, {read_concurrency, true}]),
+    case emqx_confluent_store:load(Dir) of
+        {ok, Cfg0} ->
+            Cfg = newest_of_peers(Cfg0),
+            _ = Cfg =/= Cfg0 andalso emqx_confluent_store:save(Dir, Cfg),
+            ok = net_kernel:monitor_nodes(true),
+            erlang:send_after(?RATE_TICK, self(), rate_tick),
+            {ok, reconcile(Cfg, #st{dir = Dir, cfg = Cfg})};
+        {error, E} ->
+            logger:error("emqx_confluent: cannot read the configuration: ~0p", [E]),
+            {stop, {config, E}}
+    end.
+
+handle_call({change, Req}, _From, St) ->
+    case ?C:change(Req, St#st.cfg, erlang:system_time(millisecond)) of
+        {ok, Cfg1, Reply} ->
+            Cfg = Cfg1#{<<"version">> => maps:get(<<"version">>, St#st.cfg) + 1},
+            case emqx_confluent_store:save(St#st.dir, Cfg) of
+                ok ->
+                    St1 = reconcile(Cfg, St),
+                    [gen_server:cast({?MODULE, N}, {replicate, node(), Cfg}) || N <- nodes()],
+                    {reply, {ok, Reply}, St1};
+                {error, E} ->
+                    {reply, {error, #{status => 500, code => <<"INTERNAL_ERROR">>,
+                                      message => iolist_to_binary(io_lib:format("cannot save: ~0p", [E]))}},
+                     St}
+            end;
+        {error, _} = E ->
+            {reply, E, St}
+    end;
+handle_call({restart, Kind, Id}, _From, St) ->
+    Cfg = St#st.cfg,
+    case ?C:find(Kind, Id, Cfg) of
+        error -> {reply, {error, #{status => 404, code => <<"NOT_FOUND">>, message => <<"not found">>}}, St};
+        {ok, Obj} ->
+            case enabled(Obj) andalso (Kind =:= connector orelse connector_enabled(Obj, Cfg)) of
+                false ->
+                    {reply, {error, #{status => 400, code => <<"BAD_REQUEST">>,
+                                      message => <<"Forbidden operation, connector not enabled">>}}, St};
+                true when Kind =:= connector ->
+                    {reply, ok, reconcile(Cfg, stop_connector(Id, St))};
+                true ->
+                    {reply, ok, reconcile(Cfg, remove_action(Id, St))}
+            end
+    end.
+
+handle_cast({replicate, From, Cfg}, St) ->
+    Mine = maps:get(<<"version">>, St#st.cfg),
+    case maps:get(<<"version">>, Cfg) of
+        V when V > Mine ->
+            case emqx_confluent_store:save(St#st.dir, Cfg) of
+                ok -> {noreply, reconcile(Cfg, St)};
+                {error, E} ->
+                    logger:error("emqx_confluent: cannot save the replicated configuration: ~0p", [E]),
+                    {noreply, St}
+            end;
+        V when V < Mine ->
+            gen_server:cast({?MODULE, From}, {replicate, node(), St#st.cfg}),
+            {noreply, St};
+        _ ->
+            {noreply, St}
+    end;
+handle_cast({reset_rates, Key}, St) ->
+    ets:delete(?TAB, {rate, Key}),
+    {noreply, St#st{samples = maps:remove(Key, St#st.samples)}}.
+
+handle_info({ec_connector_installed, ConnId, Installed}, St) ->
+    case maps:is_key(ConnId, St#st.conns) of
+        true -> {noreply, rebuild(St#st{installed = (St#st.installed)#{ConnId => Installed}})};
+        false -> {noreply, St}
+    end;
+handle_info({nodeup, Node}, St) ->
+    gen_server:cast({?MODULE, Node}, {replicate, node(), St#st.cfg}),
+    {noreply, St};
+handle_info({nodedown, _}, St) ->
+    {noreply, St};
+handle_info(rate_tick, St) ->
+    erlang:send_after(?RATE_TICK, self(), rate_tick),
+    {noreply, sample_rates(St)};
+handle_info({'EXIT', Pid, Reason}, St) ->
+    case [Id || {Id, {P, _}} <- maps:to_list(St#st.conns), P =:= Pid] of
+        [Id] ->
+            logger:error("emqx_confluent: connector ~s exited: ~0p; restarting", [Id, Reason]),
+            St1 = St#st{conns = maps:remove(Id, St#st.conns), installed = maps:remove(Id, St#st.installed),
+                        acts = maps:filter(fun(_, {C, _}) -> C =/= Id end, St#st.acts)},
+            {noreply, reconcile(St1#st.cfg, St1)};
+        [] ->
+            {noreply, St}
+    end;
+handle_info(_, St) ->
+    {noreply, St}.
+
+terminate(_Reason, St) ->
+    persistent_term:erase(?PIPELINE),
+    _ = [stop_connector(Id, St) || Id <- maps:keys(St#st.conns)],
+    ok.
+
+%% ---- making the runtime match the snapshot ------------------------------------
+
+reconcile(Cfg, St0) ->
+    ets:insert(?TAB, {cfg, Cfg}),
+    St1 = reconcile_connectors(Cfg, St0#st{cfg = Cfg}),
+    St2 = reconcile_actions(Cfg, St1),
+    rebuild(reconcile_rules(Cfg, St2)).
+
+enabled(Obj) -> maps:get(<<"enable">>, Obj, true) =/= false.
+
+connector_enabled(#{<<"type">> := T, <<"connector">> := C}, Cfg) ->
+    case ?C:find(connector, ?C:id(T, C), Cfg) of
+        {ok, Conn} -> enabled(Conn);
+        error -> false
+    end.
+
+reconcile_connectors(Cfg, St) ->
+    Want = maps:filtermap(fun(_, Obj) ->
+                                  case enabled(Obj) of
+                                      true -> {true, ?C:runtime_conf(Obj)};
+                                      false -> false
+                                  end
+                          end, maps:get(<<"connectors">>, Cfg)),
+    St1 = maps:fold(fun(Id, {_Pid, Conf}, S) ->
+                            case maps:find(Id, Want) of
+                                {ok, Conf} -> S;
+                                _ -> stop_connector(Id, S)
+                            end
+                    end, St, St#st.conns),
+    maps:fold(fun(Id, Conf, S) ->
+                      case maps:is_key(Id, S#st.conns) of
+                          true -> S;
+                          false -> start_connector(Id, Conf, S)
+                      end
+              end, St1, Want).
+
+start_connector(Id, Conf, St) ->
+    ets:delete(?TAB, {start_error, Id}),
+    case emqx_confluent_connector:start_link(Id, Conf, #{owner => self(), tab => ?TAB}) of
+        {ok, Pid} ->
+            St#st{conns = (St#st.conns)#{Id => {Pid, Conf}}};
+        {error, E} ->
+            Reason = case E of
+                         {config, #{message := M}} -> M;
+                         _ -> iolist_to_binary(io_lib:format("~0p", [E]))
+                     end,
+            ets:insert(?TAB, {{start_error, Id}, Reason}),
+            St
+    end.
+
+stop_connector(Id, St) ->
+    case maps:take(Id, St#st.conns) of
+        {{Pid, _}, Conns} ->
+            unlink(Pid),
+            catch emqx_confluent_connector:stop(Pid),
+            receive {'EXIT', Pid, _} -> ok after 0 -> ok end,
+            Gone = [A || {A, {C, _}} <- maps:to_list(St#st.acts), C =:= Id],
+            [ets:delete(?TAB, {action_res, A}) || A <- Gone],
+            St#st{conns = Conns, installed = maps:remove(Id, St#st.installed),
+                  acts = maps:without(Gone, St#st.acts)};
+        error ->
+            St
+    end.
+
+reconcile_actions(Cfg, St) ->
+    Want = maps:filtermap(fun(_, #{<<"type">> := T, <<"connector">> := C} = Obj) ->
+                                  ConnId = ?C:id(T, C),
+                                  case enabled(Obj) andalso maps:is_key(ConnId, St#st.conns) of
+                                      true -> {true, {ConnId, ?C:runtime_conf(Obj)}};
+                                      false -> false
+                                  end
+                          end, maps:get(<<"actions">>, Cfg)),
+    St1 = maps:fold(fun(Id, Have, S) ->
+                            case maps:find(Id, Want) of
+                                {ok, Have} -> S;
+                                _ -> remove_action(Id, S)
+                            end
+                    end, St, St#st.acts),
+    maps:fold(fun(Id, {ConnId, Conf} = W, S) ->
+                      case maps:is_key(Id, S#st.acts) of
+                          true -> S;
+                          false ->
+                              {Pid, _} = maps:get(ConnId, S#st.conns),
+                              ok = emqx_confluent_connector:add_action(Pid, Id, Conf),
+                              S#st{acts = (S#st.acts)#{Id => W}}
+                      end
+              end, St1, Want).
+
+remove_action(Id, St) ->
+    case maps:take(Id, St#st.acts) of
+        {{ConnId, _}, Acts} ->
+            case maps:find(ConnId, St#st.conns) of
+                {ok, {Pid, _}} -> _ = emqx_confluent_connector:remove_action(Pid, Id);
+                error -> ok
+            end,
+            ets:delete(?TAB, {action_res, Id}),
+            Inst = maps:get(ConnId, St#st.installed, #{}),
+            St#st{acts = Acts, installed = (St#st.installed)#{ConnId => maps:remove(Id, Inst)}};
+        error ->
+            St
+    end.
+
+reconcile_rules(Cfg, St) ->
+    Rules = maps:get(<<"rules">>, Cfg),
+    Kept = maps:filter(fun(Id, {Sql, _}) ->
+                               case maps:find(Id, Rules) of
+                                   {ok, #{<<"sql">> := Sql}} -> true;
+                                   _ -> ets:delete(?TAB, {rule_res, Id}), false
+                               end
+                       end, St#st.rules),
+    New = maps:fold(fun(Id, #{<<"sql">> := Sql}, Acc) ->
+                            case maps:is_key(Id, Acc) of
+                                true -> Acc;
+                                false ->
+                                    case ?NIF:rule_compile(Id, Sql) of
+                                        {ok, R} ->
+                                            ets:insert(?TAB, {{rule_res, Id}, R}),
+                                            Acc#{Id => {Sql, R}};
+                                        {error, E} ->
+                                            %% validated on save; a snapshot from an older
+                                            %% version may still carry one that fails
+                                            logger:error("emqx_confluent: rule ~s does not compile: ~0p", [Id, E]),
+                                            Acc
+                                    end
+                            end
+                    end, Kept, Rules),
+    St#st{rules = New}.
+
+%% the pipeline: enabled rules, each bound to its installed actions
+rebuild(St) ->
+    Installed = maps:fold(fun(_, M, Acc) -> maps:merge(Acc, M) end, #{}, St#st.installed),
+    [ets:delete(?TAB, K) || {{action_res, A} = K, _} <- ets:match_object(?TAB, {{action_res, '_'}, '_'}),
+                            not maps:is_key(A, Installed)],
+    [ets:insert(?TAB, {{action_res, A}, R}) || {A, R} <- maps:to_list(Installed)],
+    Rules = maps:get(<<"rules">>, St#st.cfg),
+    Enabled = [{Id, R} || {Id, {_, R}} <- lists:sort(maps:to_list(St#st.rules)),
+                          enabled(maps:get(Id, Rules))],
+    {ok, Set} = ?NIF:ruleset_new([R || {_, R} <- Enabled]),
+    Bindings = [{Id, [Res || A <- maps:get(<<"actions">>, maps:get(Id, Rules), []),
+                             {ok, Res} <- [maps:find(A, Installed)]]}
+                || {Id, _} <- Enabled],
+    {ok, P} = ?NIF:pipeline_new(Set, Bindings),
+    persistent_term:put(?PIPELINE, {P, atom_to_binary(node())}),
+    %% rates start from the moment an action or rule appears
+    Now = erlang:monotonic_time(millisecond),
+    New = [{{action, A}, maps:get(matched, ?NIF:action_metrics(R), 0)} || {A, R} <- maps:to_list(Installed)]
+        ++ [{{rule, Id}, maps:get(matched, ?NIF:rule_metrics(R), 0)} || {Id, {_, R}} <- maps:to_list(St#st.rules)],
+    St#st{samples = lists:foldl(fun({K, M}, Acc) ->
+                                        case maps:is_key(K, Acc) of
+                                            true -> Acc;
+                                            false -> Acc#{K => [{Now, M}]}
+                                        end
+                                end, St#st.samples, New)}.
+
+%% ---- rates of `matched' (EMQX's rate, rate_last5m, rate_max) ---------------------
+
+sample_rates(St) ->
+    Now = erlang:monotonic_time(millisecond),
+    Keys = [{action, A, R} || {{action_res, A}, R} <- ets:match_object(?TAB, {{action_res, '_'}, '_'})]
+        ++ [{rule, Id, R} || {Id, {_, R}} <- maps:to_list(St#st.rules)],
+    Samples = lists:foldl(
+                fun({Kind, Id, Res}, Acc) ->
+                        Matched = case Kind of
+                                      action -> maps:get(matched, ?NIF:action_metrics(Res), 0);
+                                      rule -> maps:get(matched, ?NIF:rule_metrics(Res), 0)
+                                  end,
+                        Key = {Kind, Id},
+                        Old = maps:get(Key, St#st.samples, []),
+                        %% keep five minutes of samples (plus the one that starts the window)
+                        New = [{Now, Matched} | lists:takewhile(fun({T, _}) -> Now - T =< 300000 end, Old)],
+                        ets:insert(?TAB, {{rate, Key}, rate_of(New, rates(Key))}),
+                        Acc#{Key => New}
+                end, #{}, Keys),
+    St#st{samples = Samples}.
+
+rate_of([{T1, M1}, {T0, M0} | _] = S, #{rate_max := Max}) ->
+    Rate = per_s(M1 - M0, T1 - T0),
+    {TF, MF} = lists:last(S),
+    #{rate => Rate, rate_last5m => per_s(M1 - MF, T1 - TF), rate_max => max(Max, Rate)};
+rate_of(_, Old) ->
+    Old.
+
+per_s(D, Ms) when Ms > 0, D >= 0 -> round(D * 1000 / Ms * 100) / 100;
+per_s(_, _) -> 0.0.
+
+%% ---- cluster -----------------------------------------------------------------
+
+%% at start: the newest snapshot among the connected nodes running the plugin
+newest_of_peers(Cfg) ->
+    Theirs = [C || {ok, C} <- erpc:multicall(nodes(), ?MODULE, snapshot, [], 5000), is_map(C)],
+    lists:foldl(fun(C, Best) ->
+                        case maps:get(<<"version">>, C) > maps:get(<<"version">>, Best) of
+                            true -> C;
+                            false -> Best
+                        end
+                end, Cfg, Theirs).
