@@ -83,7 +83,7 @@ bin(B) when is_binary(B) -> B;
 bin(L) when is_list(L) -> list_to_binary(L);
 bin(A) when is_atom(A) -> atom_to_binary(A).
 
-hex(N) -> binary:encode_hex(crypto:strong_rand_bytes(N div 2), lowercase).
+hex(N) -> string:lowercase(binary:encode_hex(crypto:strong_rand_bytes(N div 2))).
 
 %% @doc ok, or the 401/403 to answer (status, code, message, extra headers).
 -spec check(string() | undefined, string()) -> ok | {error, pos_integer(), binary(), binary(), list()}.
