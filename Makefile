@@ -1,10 +1,11 @@
 # emqx_confluent - build, test, bench, package.
+#   make demo       MQTT -> rules -> local Kafka (SASL_SSL), end to end, then stops everything
 #   make            NIF library + rule-test CLI into priv/
 #   make test       every suite (C unit tests + common_test); SAN=1 for ASan+UBSan C tests
 #   make deps       install what a fresh Debian bookworm machine lacks (scripts/deps.sh)
 #   make fmt-check  clang-format check of c_src/
 #   make plugin     EMQX plugin package _build/plugin/emqx_confluent-<vsn>.tar.gz
-.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench clean plugin
+.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench clean plugin demo
 
 CC      ?= cc
 SAN     ?= 0
@@ -15,7 +16,7 @@ CFLAGS  = -std=gnu11 -D_GNU_SOURCE -g -O2 $(WARN) -fPIC -fvisibility=hidden -pth
 # the NIF library is always the plain build: it must load into a stock VM.
 SANFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 $(WARN) -Wno-unknown-warning-option -fPIC -pthread -fno-omit-frame-pointer \
            -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LIBS    = -lrdkafka -lcjson -lpcre2-8 -lssl -lcrypto -lz -lm -lpthread
+LIBS    = -lrdkafka -lmosquitto -lcjson -lpcre2-8 -lssl -lcrypto -lz -lm -lpthread
 
 ifeq ($(SAN),1)
   TCC    = clang
@@ -29,7 +30,7 @@ endif
 
 ERTS_INCLUDE := $(shell erl -noshell -eval 'io:format("~ts/erts-~ts/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
 
-CORE_SRC  = $(wildcard c_src/core/*.c) $(wildcard c_src/sql/*.c) $(wildcard c_src/sink/*.c) $(wildcard c_src/kafka/*.c) $(wildcard c_src/tester/*.c)
+CORE_SRC  = $(wildcard c_src/core/*.c) $(wildcard c_src/sql/*.c) $(wildcard c_src/sink/*.c) $(wildcard c_src/kafka/*.c) $(wildcard c_src/mqtt/*.c) $(wildcard c_src/tester/*.c)
 NIF_SRC   = $(wildcard c_src/nif/*.c)
 CLI_SRC   = $(wildcard c_src/cli/*.c)
 TEST_SRC  = $(wildcard c_src/tests/*.c)
@@ -75,6 +76,9 @@ c-test: $(C_TESTS)
 
 ct: all
 	rebar3 ct $(CT_ARGS)
+
+demo:
+	scripts/demo.sh
 
 plugin: all
 	rebar3 compile

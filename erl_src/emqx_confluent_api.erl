@@ -132,6 +132,17 @@ route(Method, [<<"actions">>, Id | Rest], Query, Body) ->
     with_id(action, Id, fun() -> action_route(Method, Id, Rest, Query, Body) end);
 route(post, [<<"nodes">>, Node, <<"actions">>, Id, <<"start">>], _, _) ->
     on_node(Node, fun() -> with_id(action, Id, fun() -> start_op(action, Id) end) end);
+%% sources (standalone mode: MQTT subscribers feeding the rules)
+route(get, [<<"sources">>], _, _) ->
+    Cfg = ?MGR:snapshot(),
+    ok_json([source_out(Id, Cfg) || Id <- lists:sort(maps:keys(maps:get(<<"sources">>, Cfg, #{})))]);
+route(post, [<<"sources">>], _, Body) ->
+    with_body(Body, fun(B) ->
+                            created(?MGR:change({create, source, B}),
+                                    fun(Id) -> wait_started(source, Id), source_out(Id, ?MGR:snapshot()) end)
+                    end);
+route(Method, [<<"sources">>, Id | Rest], _Query, Body) ->
+    with_id(source, Id, fun() -> source_route(Method, Id, Rest, Body) end);
 %% rules
 route(get, [<<"rules">>], Query, _) ->
     list_rules(Query);
@@ -195,6 +206,27 @@ action_route(put, Id, [<<"metrics">>, <<"reset">>], _, _) ->
     _ = cluster_call(fun() -> reset_action_metrics(Id) end),
     reply(204, <<>>);
 action_route(_, _, _, _, _) ->
+    reply(404, error_body(<<"NOT_FOUND">>, <<"Not Found">>)).
+
+source_route(get, Id, [], _) ->
+    ok_json(source_out(Id, ?MGR:snapshot()));
+source_route(put, Id, [], Body) ->
+    with_body(Body, fun(B) ->
+                            changed(?MGR:change({update, source, Id, B}),
+                                    fun(_) -> wait_started(source, Id), source_out(Id, ?MGR:snapshot()) end)
+                    end);
+source_route(delete, Id, [], _) ->
+    no_content(?MGR:change({delete, source, Id}));
+source_route(put, Id, [<<"enable">>, Bool], _) ->
+    enable(source, Id, Bool);
+source_route(post, Id, [<<"start">>], _) ->
+    start_op(source, Id);
+source_route(get, Id, [<<"metrics">>], _) ->
+    {_, Infos} = node_infos(source, Id),
+    PerNode = [{N, metrics_json([received], M)} || #{node := N, metrics := M} <- Infos],
+    ok_json(#{<<"metrics">> => sum_metrics([M || {_, M} <- PerNode]),
+              <<"node_metrics">> => [#{<<"node">> => N, <<"metrics">> => M} || {N, M} <- PerNode]});
+source_route(_, _, _, _) ->
     reply(404, error_body(<<"NOT_FOUND">>, <<"Not Found">>)).
 
 %% ---- helpers --------------------------------------------------------------------
@@ -288,8 +320,8 @@ start_waits(Kind, Id) ->
     Cfg = ?MGR:snapshot(),
     Conn = case Kind of
                connector -> ?C:find(connector, Id, Cfg);
-               action ->
-                   {ok, #{<<"type">> := T, <<"connector">> := C}} = ?C:find(action, Id, Cfg),
+               _ ->
+                   {ok, #{<<"type">> := T, <<"connector">> := C}} = ?C:find(Kind, Id, Cfg),
                    ?C:find(connector, ?C:id(T, C), Cfg)
            end,
     Timeout = case Conn of
@@ -298,8 +330,8 @@ start_waits(Kind, Id) ->
                   _ -> 5000
               end,
     case Kind of
-        connector -> Timeout;
-        action -> max(Timeout, 10000) %% EMQX waits up to ~10 s for the first action check
+        action -> max(Timeout, 10000); %% EMQX waits up to ~10 s for the first action check
+        _ -> Timeout
     end.
 
 wait_started(Kind, Id) ->
@@ -347,15 +379,15 @@ status_fields(Kind, Id) ->
     case {Kind, Reason} of
         {connector, undefined} -> Base;
         {connector, _} -> Base#{<<"status_reason">> => Reason};
-        {action, undefined} -> Base#{<<"status_reason">> => <<>>, <<"error">> => <<>>};
-        {action, _} -> Base#{<<"status_reason">> => Reason, <<"error">> => Reason}
+        {_, undefined} -> Base#{<<"status_reason">> => <<>>, <<"error">> => <<>>};
+        {_, _} -> Base#{<<"status_reason">> => Reason, <<"error">> => Reason}
     end.
 
 status_json(Kind, #{status := St} = S) ->
     case {maps:find(status_reason, S), Kind} of
         {{ok, R}, _} -> #{<<"status">> => atom_to_binary(St), <<"status_reason">> => R};
-        {error, action} -> #{<<"status">> => atom_to_binary(St), <<"status_reason">> => <<>>};
-        {error, connector} -> #{<<"status">> => atom_to_binary(St)}
+        {error, connector} -> #{<<"status">> => atom_to_binary(St)};
+        {error, _} -> #{<<"status">> => atom_to_binary(St), <<"status_reason">> => <<>>}
     end.
 
 connector_out(Id, Cfg) ->
@@ -363,13 +395,19 @@ connector_out(Id, Cfg) ->
     Conf = ?S:mask_secrets(?S:with_defaults(connector, Type, Obj)),
     maps:merge(Conf#{<<"actions">> => [maps:get(<<"name">>, A) || AId <- ?C:action_ids_of_connector(Id, Cfg),
                                                                   {ok, A} <- [?C:find(action, AId, Cfg)]],
-                     <<"sources">> => [], <<"type">> => Type, <<"name">> => Name},
+                     <<"sources">> => [maps:get(<<"name">>, S) || SId <- ?C:source_ids_of_connector(Id, Cfg),
+                                                                  {ok, S} <- [?C:find(source, SId, Cfg)]],
+                     <<"type">> => Type, <<"name">> => Name},
                status_fields(connector, Id)).
 
 action_out(Id, Cfg) ->
     {ok, #{<<"type">> := Type} = Obj} = ?C:find(action, Id, Cfg),
     Conf = ?S:with_defaults(action, Type, Obj),
     maps:merge(Conf#{<<"rules">> => ?C:rules_using(Id, Cfg)}, status_fields(action, Id)).
+
+source_out(Id, Cfg) ->
+    {ok, #{<<"type">> := Type} = Obj} = ?C:find(source, Id, Cfg),
+    maps:merge(?S:with_defaults(source, Type, Obj), status_fields(source, Id)).
 
 summary_out(Id, Cfg) ->
     Full = action_out(Id, Cfg),

@@ -6,13 +6,14 @@
 %% compiled on save.
 -module(emqx_confluent_config).
 
--export([change/3, parse_id/2, id/2, find/3, action_ids_of_connector/2, rules_using/2,
+-export([change/3, parse_id/2, id/2, find/3, action_ids_of_connector/2, source_ids_of_connector/2,
+         rules_using/2,
          runtime_conf/1, rule_ids/1, not_found/2]).
 -export_type([error/0]).
 
 -type error() :: #{status := pos_integer(), code := binary(), message := binary(),
                    extra => map()}.
--type kind() :: connector | action | rule.
+-type kind() :: connector | action | source | rule.
 
 -define(S, emqx_confluent_schema).
 -define(BOOKKEEPING, [<<"created_at">>, <<"last_modified_at">>]).
@@ -39,7 +40,7 @@ change({update, connector, Id, Body}, Cfg, _Now) ->
 change({delete, connector, Id}, Cfg, _Now) ->
     with_existing(connector, Id, Cfg,
                   fun(_) ->
-                          case action_ids_of_connector(Id, Cfg) of
+                          case action_ids_of_connector(Id, Cfg) ++ source_ids_of_connector(Id, Cfg) of
                               [] -> {ok, del_obj(connectors, Id, Cfg), Id};
                               Users ->
                                   bad_request(iolist_to_binary(
@@ -84,6 +85,27 @@ change({delete, action, Id, AlsoDeleteDeps}, Cfg, Now) ->
                                           #{extra => #{<<"rules">> => Rules}}}
                           end
                   end);
+change({create, source, Body}, Cfg, Now) ->
+    with_type_name(source, Body, Cfg,
+                   fun(Type, Name, Id) ->
+                           check_source(Type, Body, Cfg,
+                                        fun(Conf) -> put_obj(sources, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
+                                                                                <<"created_at">> => Now,
+                                                                                <<"last_modified_at">> => Now}, Cfg)
+                                        end)
+                   end);
+change({update, source, Id, Body}, Cfg, Now) ->
+    with_existing(source, Id, Cfg,
+                  fun(#{<<"type">> := Type, <<"name">> := Name} = Old) ->
+                          check_source(Type, maps:without(?BOOKKEEPING, object(Body)), Cfg,
+                                       fun(Conf) ->
+                                               put_obj(sources, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
+                                                                          <<"created_at">> => maps:get(<<"created_at">>, Old, Now),
+                                                                          <<"last_modified_at">> => Now}, Cfg)
+                                       end)
+                  end);
+change({delete, source, Id}, Cfg, _Now) ->
+    with_existing(source, Id, Cfg, fun(_) -> {ok, del_obj(sources, Id, Cfg), Id} end);
 change({create, rule, Body0}, Cfg, Now) ->
     Body = object(Body0),
     case maps:get(<<"id">>, Body, random_id()) of
@@ -116,12 +138,12 @@ change(_, _, _) ->
 id(Type, Name) -> <<Type/binary, ":", Name/binary>>.
 
 %% @doc `type:name' with a known type, or the 404 EMQX answers.
--spec parse_id(connector | action, binary()) -> {ok, binary(), binary()} | {error, error()}.
+-spec parse_id(connector | action | source, binary()) -> {ok, binary(), binary()} | {error, error()}.
 parse_id(Kind, Id) ->
-    What = case Kind of connector -> <<"connector">>; action -> <<"bridge">> end,
+    What = case Kind of connector -> <<"connector">>; action -> <<"bridge">>; source -> <<"source">> end,
     case binary:split(Id, <<":">>) of
         [Type, Name] when Name =/= <<>>, Type =/= <<>> ->
-            case lists:member(Type, ?S:types()) of
+            case lists:member(Type, ?S:types(Kind)) of
                 true -> {ok, Type, Name};
                 false -> {error, err(404, <<"NOT_FOUND">>, <<"Invalid ", What/binary,
                                                              " ID, unknown resource type: ", Type/binary>>)}
@@ -132,11 +154,16 @@ parse_id(Kind, Id) ->
     end.
 
 -spec find(kind(), binary(), map()) -> {ok, map()} | error.
-find(Kind, Id, Cfg) -> maps:find(Id, maps:get(section(Kind), Cfg)).
+find(Kind, Id, Cfg) -> maps:find(Id, maps:get(section(Kind), Cfg, #{})).
 
 %% @doc Ids of the actions bound to connector Id (same type, named connector).
 action_ids_of_connector(ConnId, Cfg) ->
     lists:sort([AId || {AId, #{<<"type">> := T, <<"connector">> := C}} <- maps:to_list(maps:get(<<"actions">>, Cfg)),
+                       id(T, C) =:= ConnId]).
+
+%% @doc Ids of the sources bound to (mqtt) connector Id.
+source_ids_of_connector(ConnId, Cfg) ->
+    lists:sort([SId || {SId, #{<<"type">> := T, <<"connector">> := C}} <- maps:to_list(maps:get(<<"sources">>, Cfg, #{})),
                        id(T, C) =:= ConnId]).
 
 %% @doc Ids of the rules whose actions reference action Id, sorted.
@@ -153,6 +180,7 @@ runtime_conf(Obj) -> maps:without(?BOOKKEEPING ++ [<<"description">>, <<"tags">>
 
 section(connector) -> <<"connectors">>;
 section(action) -> <<"actions">>;
+section(source) -> <<"sources">>;
 section(rule) -> <<"rules">>.
 
 err(Status, Code, Msg) -> #{status => Status, code => Code, message => Msg}.
@@ -166,14 +194,15 @@ with_type_name(Kind, Body, Cfg, Fun) when is_map(Body) ->
         {undefined, _} -> bad_request(<<"type: required">>);
         {_, undefined} -> bad_request(<<"name: required">>);
         {Type, Name} when is_binary(Type) ->
-            case {lists:member(Type, ?S:types()), ?S:validate_name(Name)} of
-                {false, _} -> bad_request(<<"type: expected confluent_producer or kafka_producer, got: ",
+            case {lists:member(Type, ?S:types(Kind)), ?S:validate_name(Name)} of
+                {false, _} -> bad_request(<<"type: expected one of ", (iolist_to_binary(lists:join(<<", ">>, ?S:types(Kind))))/binary, ", got: ",
                                             (iolist_to_binary(io_lib:format("~0p", [Type])))/binary>>);
                 {_, {error, M}} -> bad_request(<<"name: ", M/binary>>);
                 {true, ok} ->
                     Id = id(Type, Name),
                     case find(Kind, Id, Cfg) of
                         {ok, _} when Kind =:= connector -> bad_request_code(<<"connector already exists">>);
+                        {ok, _} when Kind =:= source -> bad_request_code(<<"source already exists">>);
                         {ok, _} -> bad_request_code(<<"bridge already exists">>);
                         error -> Fun(Type, Name, Id)
                     end
@@ -200,9 +229,25 @@ not_found(Kind, Id) ->
               connector -> [<<"Connector lookup failed: connector named '">>, Name, <<"' of type ">>,
                             Type, <<" does not exist.">>];
               action -> [<<"Bridge lookup failed: bridge named '">>, Name, <<"' of type ">>,
+                         Type, <<" does not exist.">>];
+              source -> [<<"Source lookup failed: source named '">>, Name, <<"' of type ">>,
                          Type, <<" does not exist.">>]
           end,
     err(404, <<"NOT_FOUND">>, iolist_to_binary(Msg)).
+
+check_source(Type, Body, Cfg, Fun) ->
+    ConnConf = case maps:get(<<"connector">>, object(Body), undefined) of
+                   C when is_binary(C), C =/= <<>> ->
+                       case find(connector, id(<<"mqtt">>, C), Cfg) of
+                           {ok, Conn} -> Conn;
+                           error -> undefined
+                       end;
+                   _ -> undefined
+               end,
+    case ?S:check_source(Type, Body, ConnConf) of
+        {ok, Conf} -> Fun(Conf);
+        {error, M} -> bad_request(M)
+    end.
 
 check_action(Type, Body, Cfg, Fun) ->
     ConnConf = case maps:get(<<"connector">>, object(Body), undefined) of
@@ -220,7 +265,7 @@ check_action(Type, Body, Cfg, Fun) ->
 
 put_obj(Section, Id, Obj, Cfg) when is_atom(Section) -> put_obj(atom_to_binary(Section), Id, Obj, Cfg);
 put_obj(Section, Id, Obj, Cfg) ->
-    {ok, Cfg#{Section => (maps:get(Section, Cfg))#{Id => Obj}}, Id}.
+    {ok, Cfg#{Section => (maps:get(Section, Cfg, #{}))#{Id => Obj}}, Id}.
 
 del_obj(Section, Id, Cfg) when is_atom(Section) -> del_obj(atom_to_binary(Section), Id, Cfg);
 del_obj(Section, Id, Cfg) ->

@@ -17,7 +17,7 @@
 -module(emqx_confluent_mgr).
 -behaviour(gen_server).
 
--export([start_link/1, change/1, restart/2, snapshot/0, status/2, action_res/1, rule_res/1,
+-export([start_link/1, change/1, restart/2, snapshot/0, status/2, action_res/1, rule_res/1, source_stats/1,
          pipeline/0, rates/1, reset_rates/1, local_node_info/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -32,6 +32,7 @@
              acts = #{} :: #{binary() => {binary(), map()}},
              installed = #{} :: #{binary() => #{binary() => emqx_confluent_nif:action()}},
              rules = #{} :: #{binary() => {binary(), emqx_confluent_nif:rule()}},
+             srcs = #{} :: #{binary() => {emqx_confluent_nif:source(), term()}},
              samples = #{} :: #{term() => [{integer(), integer()}]}}).
 
 start_link(Opts) ->
@@ -57,6 +58,17 @@ status(Kind, Id) ->
         {ok, Obj} ->
             case {Kind, enabled(Obj), ets:lookup(?TAB, {Kind, Id})} of
                 {_, false, _} -> #{status => stopped};
+                {source, true, _} -> source_status(Id, Obj, Cfg);
+                {connector, true, _} when map_get(<<"type">>, Obj) =:= <<"mqtt">> ->
+                    case ?C:source_ids_of_connector(Id, Cfg) of
+                        [] -> #{status => connecting, status_reason => <<"no source uses this connector">>};
+                        Srcs ->
+                            Sts = [source_status(S, element(2, ?C:find(source, S, Cfg)), Cfg) || S <- Srcs],
+                            case [St || #{status := connected} = St <- Sts] of
+                                [_ | _] -> #{status => connected};
+                                [] -> hd(Sts)
+                            end
+                    end;
                 {connector, true, [{_, S}]} -> S;
                 {connector, true, []} -> #{status => disconnected, status_reason => start_error(Id)};
                 {action, true, [{_, S}]} -> S;
@@ -73,6 +85,27 @@ status(Kind, Id) ->
             end
     end.
 
+source_status(Id, Obj, Cfg) ->
+    case {enabled(Obj), connector_enabled(Obj#{<<"type">> => <<"mqtt">>}, Cfg), ets:lookup(?TAB, {source_res, Id})} of
+        {false, _, _} -> #{status => stopped};
+        {_, false, _} -> #{status => disconnected, status_reason => <<"Not installed">>};
+        {_, _, []} -> #{status => disconnected, status_reason => start_error(Id)};
+        {_, _, [{_, Res}]} ->
+            case ?NIF:source_stats(Res) of
+                #{connected := true} -> #{status => connected};
+                #{last_error := <<>>} -> #{status => connecting};
+                #{connects := 0, last_error := E} -> #{status => disconnected, status_reason => E};
+                #{last_error := E} -> #{status => connecting, status_reason => E}
+            end
+    end.
+
+%% @doc The source's counters (received) or an empty map.
+source_stats(Id) ->
+    case ets:lookup(?TAB, {source_res, Id}) of
+        [{_, Res}] -> ?NIF:source_stats(Res);
+        [] -> #{}
+    end.
+
 start_error(Id) ->
     case ets:lookup(?TAB, {start_error, Id}) of
         [{_, R}] -> R;
@@ -84,6 +117,7 @@ local_node_info(Kind, Id) ->
     Base = #{node => atom_to_binary(node()), status => status(Kind, Id)},
     case Kind of
         action -> Base#{metrics => action_metrics(Id)};
+        source -> Base#{metrics => maps:with([received], source_stats(Id))};
         connector -> Base
     end.
 
@@ -159,12 +193,15 @@ handle_call({restart, Kind, Id}, _From, St) ->
     case ?C:find(Kind, Id, Cfg) of
         error -> {reply, {error, #{status => 404, code => <<"NOT_FOUND">>, message => <<"not found">>}}, St};
         {ok, Obj} ->
-            case enabled(Obj) andalso (Kind =:= connector orelse connector_enabled(Obj, Cfg)) of
+            Obj1 = case Kind of source -> Obj#{<<"type">> => <<"mqtt">>}; _ -> Obj end,
+            case enabled(Obj) andalso (Kind =:= connector orelse connector_enabled(Obj1, Cfg)) of
                 false ->
                     {reply, {error, #{status => 400, code => <<"BAD_REQUEST">>,
                                       message => <<"Forbidden operation, connector not enabled">>}}, St};
                 true when Kind =:= connector ->
                     {reply, ok, reconcile(Cfg, stop_connector(Id, St))};
+                true when Kind =:= source ->
+                    {reply, ok, reconcile(Cfg, stop_source(Id, St))};
                 true ->
                     {reply, ok, reconcile(Cfg, remove_action(Id, St))}
             end
@@ -217,6 +254,8 @@ handle_info(_, St) ->
     {noreply, St}.
 
 terminate(_Reason, St) ->
+    %% sources first: nothing new enters while the actions drain
+    _ = [stop_source(Id, St) || Id <- maps:keys(St#st.srcs)],
     persistent_term:erase(?PIPELINE),
     _ = [stop_connector(Id, St) || Id <- maps:keys(St#st.conns)],
     ok.
@@ -227,7 +266,7 @@ reconcile(Cfg, St0) ->
     ets:insert(?TAB, {cfg, Cfg}),
     St1 = reconcile_connectors(Cfg, St0#st{cfg = Cfg}),
     St2 = reconcile_actions(Cfg, St1),
-    rebuild(reconcile_rules(Cfg, St2)).
+    reconcile_sources(Cfg, rebuild(reconcile_rules(Cfg, St2))).
 
 enabled(Obj) -> maps:get(<<"enable">>, Obj, true) =/= false.
 
@@ -239,7 +278,8 @@ connector_enabled(#{<<"type">> := T, <<"connector">> := C}, Cfg) ->
 
 reconcile_connectors(Cfg, St) ->
     Want = maps:filtermap(fun(_, Obj) ->
-                                  case enabled(Obj) of
+                                  %% an mqtt connector runs inside its sources
+                                  case enabled(Obj) andalso maps:get(<<"type">>, Obj) =/= <<"mqtt">> of
                                       true -> {true, ?C:runtime_conf(Obj)};
                                       false -> false
                                   end
@@ -349,6 +389,64 @@ reconcile_rules(Cfg, St) ->
                     end, Kept, Rules),
     St#st{rules = New}.
 
+%% one subscriber per enabled source whose mqtt connector is enabled
+reconcile_sources(Cfg, St) ->
+    Want = maps:filtermap(fun(Id, #{<<"connector">> := C} = Obj) ->
+                                  case ?C:find(connector, ?C:id(<<"mqtt">>, C), Cfg) of
+                                      {ok, Conn} ->
+                                          case enabled(Obj) andalso enabled(Conn) of
+                                              true -> {true, {source_conn(Id, Conn), ?C:runtime_conf(Obj)}};
+                                              false -> false
+                                          end;
+                                      error -> false
+                                  end
+                          end, maps:get(<<"sources">>, Cfg, #{})),
+    St1 = maps:fold(fun(Id, {_Res, Conf}, S) ->
+                            case maps:find(Id, Want) of
+                                {ok, Conf} -> S;
+                                _ -> stop_source(Id, S)
+                            end
+                    end, St, St#st.srcs),
+    {P, Node} = pipeline(),
+    maps:fold(fun(Id, {Conn, Src} = Conf, S) ->
+                      case maps:is_key(Id, S#st.srcs) of
+                          true -> S;
+                          false ->
+                              ets:delete(?TAB, {start_error, Id}),
+                              case ?NIF:source_new(Conn, Src, Node, P) of
+                                  {ok, Res} ->
+                                      ets:insert(?TAB, {{source_res, Id}, Res}),
+                                      S#st{srcs = (S#st.srcs)#{Id => {Res, Conf}}};
+                                  {error, #{message := M}} ->
+                                      ets:insert(?TAB, {{start_error, Id}, M}),
+                                      S
+                              end
+                      end
+              end, St1, Want).
+
+%% the client id: the connector's `clientid' if set, else
+%% <clientid_prefix or emqx_confluent>_<source name>_<node hash>, stable across
+%% restarts so the broker keeps the session
+source_conn(SourceId, Conn) ->
+    case maps:is_key(<<"clientid">>, Conn) of
+        true -> ?C:runtime_conf(Conn);
+        false ->
+            [_, Name] = binary:split(SourceId, <<":">>),
+            Prefix = maps:get(<<"clientid_prefix">>, Conn, <<"emqx_confluent">>),
+            Hash = integer_to_binary(erlang:phash2(node()), 36),
+            (?C:runtime_conf(Conn))#{<<"clientid">> => <<Prefix/binary, "_", Name/binary, "_", Hash/binary>>}
+    end.
+
+stop_source(Id, St) ->
+    case maps:take(Id, St#st.srcs) of
+        {{Res, _}, Srcs} ->
+            ok = ?NIF:source_stop(Res),
+            ets:delete(?TAB, {source_res, Id}),
+            St#st{srcs = Srcs};
+        error ->
+            St
+    end.
+
 %% the pipeline: enabled rules, each bound to its installed actions
 rebuild(St) ->
     Installed = maps:fold(fun(_, M, Acc) -> maps:merge(Acc, M) end, #{}, St#st.installed),
@@ -364,6 +462,7 @@ rebuild(St) ->
                 || {Id, _} <- Enabled],
     {ok, P} = ?NIF:pipeline_new(Set, Bindings),
     persistent_term:put(?PIPELINE, {P, atom_to_binary(node())}),
+    [ok = ?NIF:source_set_pipeline(Res, P) || {Res, _} <- maps:values(St#st.srcs)],
     %% rates start from the moment an action or rule appears
     Now = erlang:monotonic_time(millisecond),
     New = [{{action, A}, maps:get(matched, ?NIF:action_metrics(R), 0)} || {A, R} <- maps:to_list(Installed)]

@@ -13,7 +13,8 @@
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
          action_health/1, action_destroy/1, duration_ms/1,
-         pipeline_new/2, pipeline_publish/3, config_check/2]).
+         pipeline_new/2, pipeline_publish/3, config_check/2,
+         source_new/4, source_set_pipeline/2, source_stats/1, source_stop/1, source_check/2]).
 
 -on_load(init/0).
 
@@ -28,9 +29,10 @@
 -opaque connector() :: reference().
 -opaque action() :: reference().
 -opaque pipeline() :: reference().
+-opaque source() :: reference().
 -type rule_result() :: {ok, map() | [map()]} | no_result | {error, binary()}.
 -export_type([error_info/0, producer/0, rule/0, ruleset/0, rule_result/0,
-              connector/0, action/0, pipeline/0]).
+              connector/0, action/0, pipeline/0, source/0]).
 
 init() ->
     erlang:load_nif(filename:join(priv_dir(), ?NIF_NAME), 0).
@@ -163,3 +165,26 @@ pipeline_publish(_Pipeline, _Message, _Node) -> ?NOT_LOADED.
 %% in the message), without creating a producer. ActionConf may be undefined.
 -spec config_check(map(), map() | undefined) -> ok | {error, error_info()}.
 config_check(_ConnectorConf, _ActionConf) -> ?NOT_LOADED.
+
+%% @doc Starts an MQTT source (standalone mode): a libmosquitto subscriber
+%% thread whose messages run through Pipeline as message.publish events.
+%% ConnConf is EMQX's MQTT connector shape, SourceConf has `parameters'
+%% (topic or topics, qos). Node is the `node' column.
+-spec source_new(map(), map(), binary(), pipeline()) -> {ok, source()} | {error, error_info()}.
+source_new(_Conn, _Source, _Node, _Pipeline) -> ?NOT_LOADED.
+
+%% @doc Messages received from now on run through Pipeline.
+-spec source_set_pipeline(source(), pipeline()) -> ok.
+source_set_pipeline(_Src, _Pipeline) -> ?NOT_LOADED.
+
+%% @doc `#{received, connected, connects, connect_failures, last_error}'.
+-spec source_stats(source()) -> map().
+source_stats(_Src) -> ?NOT_LOADED.
+
+%% @doc Disconnects and joins the subscriber thread. Idempotent.
+-spec source_stop(source()) -> ok.
+source_stop(_Src) -> ?NOT_LOADED.
+
+%% @doc What source_new/4 would refuse in the configuration (field paths).
+-spec source_check(map(), map()) -> ok | {error, error_info()}.
+source_check(_Conn, _Source) -> ?NOT_LOADED.

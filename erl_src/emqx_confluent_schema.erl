@@ -5,12 +5,12 @@
 %% masked as "******" in responses and kept when sent back masked.
 -module(emqx_confluent_schema).
 
--export([validate_name/1, check_connector/2, check_action/3, mask_secrets/1, unmask_secrets/2,
-         types/0, with_defaults/3]).
+-export([validate_name/1, check_connector/2, check_action/3, check_source/3, mask_secrets/1,
+         unmask_secrets/2, types/0, types/1, with_defaults/3]).
 
 -define(MASK, <<"******">>).
 %% paths of secret fields (rest-api.md §1.5)
--define(SECRETS, [[<<"authentication">>, <<"password">>], [<<"ssl">>, <<"password">>]]).
+-define(SECRETS, [[<<"authentication">>, <<"password">>], [<<"ssl">>, <<"password">>], [<<"password">>]]).
 -define(READ_ONLY, [<<"id">>, <<"type">>, <<"name">>, <<"status">>, <<"status_reason">>,
                     <<"node_status">>, <<"node">>]).
 -define(TYPES, [<<"confluent_producer">>, <<"kafka_producer">>]).
@@ -33,6 +33,9 @@ validate_name(_) -> {error, <<"name: expected a string">>}.
 %% @doc Checks a connector body for Type; returns the body to store (read-only
 %% fields removed) or the reason (naming the field).
 -spec check_connector(binary(), map()) -> {ok, map()} | {error, binary()}.
+check_connector(<<"mqtt">>, Body) when is_map(Body) ->
+    Conf = maps:without(?READ_ONLY, Body),
+    source_nif_check(Conf, #{<<"parameters">> => #{<<"topic">> => <<"#">>}}, Conf);
 check_connector(Type, Body) when is_map(Body) ->
     Conf = maps:without(?READ_ONLY, Body),
     case lists:member(Type, ?TYPES) of
@@ -59,6 +62,24 @@ check_action(Type, Body, ConnectorConf) when is_map(Body) ->
             end
     end;
 check_action(_, _, _) -> {error, <<"expected a JSON object">>}.
+
+%% @doc Checks a source body (type mqtt) against its connector's stored config.
+-spec check_source(binary(), map(), map() | undefined) -> {ok, map()} | {error, binary()}.
+check_source(<<"mqtt">>, Body, ConnectorConf) when is_map(Body) ->
+    Conf = maps:without(?READ_ONLY, Body),
+    case {maps:get(<<"connector">>, Conf, undefined), ConnectorConf} of
+        {C, _} when not is_binary(C); C =:= <<>> -> {error, <<"connector: required">>};
+        {C, undefined} -> {error, <<"connector: no mqtt connector named ", C/binary>>};
+        {_, Conn} -> source_nif_check(Conn, Conf, Conf)
+    end;
+check_source(_, Body, _) when is_map(Body) -> {error, <<"type: expected mqtt">>};
+check_source(_, _, _) -> {error, <<"expected a JSON object">>}.
+
+source_nif_check(Conn, Source, Keep) ->
+    case emqx_confluent_nif:source_check(Conn, Source) of
+        ok -> {ok, Keep};
+        {error, #{message := M}} -> {error, M}
+    end.
 
 nif_check(Conn, Action, Keep) ->
     case emqx_confluent_nif:config_check(Conn, Action) of
@@ -97,12 +118,18 @@ get_in(_, _) -> error.
 put_in([K], V, M) -> M#{K => V};
 put_in([K | Rest], V, M) -> M#{K => put_in(Rest, V, maps:get(K, M))}.
 
+%% @doc Action types.
 -spec types() -> [binary()].
 types() -> ?TYPES.
 
+-spec types(connector | action | source) -> [binary()].
+types(connector) -> ?TYPES ++ [<<"mqtt">>];
+types(action) -> ?TYPES;
+types(source) -> [<<"mqtt">>].
+
 %% @doc Conf with EMQX's defaults filled in where a field is absent
 %% (confluent-connector-and-action.md §3-6), as GET responses show it.
--spec with_defaults(connector | action, binary(), map()) -> map().
+-spec with_defaults(connector | action | source, binary(), map()) -> map().
 with_defaults(Kind, Type, Conf) -> merge(defaults(Kind, Type), Conf).
 
 merge(D, C) when is_map(D), is_map(C) ->
@@ -114,6 +141,16 @@ merge(D, C) when is_map(D), is_map(C) ->
               end, D, C);
 merge(_, C) -> C.
 
+defaults(connector, <<"mqtt">>) ->
+    #{<<"enable">> => true, <<"description">> => <<>>, <<"proto_ver">> => <<"v4">>,
+      <<"keepalive">> => <<"160s">>, <<"clean_start">> => false,
+      <<"session_expiry_interval">> => <<"2h">>,
+      <<"ssl">> => #{<<"enable">> => false, <<"verify">> => <<"verify_none">>},
+      <<"resource_opts">> => #{<<"health_check_interval">> => <<"15s">>,
+                               <<"start_timeout">> => <<"5s">>, <<"start_after_created">> => true}};
+defaults(source, _) ->
+    #{<<"enable">> => true, <<"description">> => <<>>, <<"parameters">> => #{<<"qos">> => 1},
+      <<"resource_opts">> => #{<<"health_check_interval">> => <<"15s">>}};
 defaults(connector, Type) ->
     Confluent = Type =:= <<"confluent_producer">>,
     #{<<"enable">> => true, <<"description">> => <<>>,

@@ -12,7 +12,7 @@
 -spec empty() -> map().
 empty() ->
     #{<<"format">> => ?FORMAT, <<"version">> => 0, <<"connectors">> => #{},
-      <<"actions">> => #{}, <<"rules">> => #{}}.
+      <<"actions">> => #{}, <<"sources">> => #{}, <<"rules">> => #{}}.
 
 file(Dir) -> filename:join(Dir, "config.json").
 

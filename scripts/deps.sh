@@ -14,7 +14,7 @@ APT_PACKAGES=(
   erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer
   erlang-inets erlang-ssl erlang-crypto erlang-tools rebar3
   librdkafka-dev libcjson-dev libssl-dev zlib1g-dev libpcre2-dev libmosquitto-dev
-  mosquitto mosquitto-clients kcat openssl iproute2
+  mosquitto mosquitto-clients kcat openssl iproute2 curl
   default-jre-headless maven
 )
 

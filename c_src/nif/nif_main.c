@@ -76,6 +76,7 @@ static int on_load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     if (nif_rules_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_action_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_pipeline_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
+    if (nif_source_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
     atomic_fetch_add(&n_loads, 1);
     *priv = NULL;
     return 0;
@@ -90,6 +91,7 @@ static int on_upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM
     if (nif_rules_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_action_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_pipeline_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
+    if (nif_source_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     atomic_fetch_add(&n_upgrades, 1);
     *priv = NULL;
     return 0;
@@ -162,6 +164,14 @@ static ErlNifFunc nif_funcs[] = {
     {"pipeline_publish", 3, nif_pipeline_publish, 0},
     /* parses configuration and compiles templates; no I/O */
     {"config_check", 2, nif_config_check, 0},
+    /* starts a thread, may read certificate files */
+    {"source_new", 4, nif_source_new, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"source_set_pipeline", 2, nif_source_set_pipeline, 0},
+    {"source_stats", 1, nif_source_stats, 0},
+    /* parses configuration only */
+    {"source_check", 2, nif_source_check, 0},
+    /* joins the subscriber thread */
+    {"source_stop", 1, nif_source_stop, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* parses a few bytes */
     {"duration_ms", 1, nif_duration_ms, 0},
     /* a test request may run any function on any payload */

@@ -250,32 +250,25 @@ static bool message_columns(ErlNifEnv *env, ERL_NIF_TERM msg, ERL_NIF_TERM node,
     return true;
 }
 
-static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
-    (void)argc;
-    pipeline_res *p;
-    if (!enif_get_resource(env, argv[0], nif_pipeline_type, (void **)&p))
-        return enif_make_badarg(env);
-    arena a;
-    arena_init(&a, 16384);
-    value cols;
-    if (!message_columns(env, argv[1], argv[2], &a, &cols)) {
-        arena_free(&a);
-        return enif_make_badarg(env);
-    }
+/* Evaluates the rules whose FROM matches cols and enqueues every output on
+ * the rule's actions; returns how many records were enqueued. Used by the
+ * publish NIF and by the MQTT source thread (any thread). */
+int nif_pipeline_run(void *pipeline, value *cols, arena *a) {
+    pipeline_res *p = pipeline;
     sql_rule **rules;
     size_t nrules;
     rule_index *ix = nif_ruleset_index(p->ruleset, &rules, &nrules);
     uint32_t *idx;
-    size_t n = rule_index_match_columns(ix, &cols, &a, &idx);
+    size_t n = rule_index_match_columns(ix, cols, a, &idx);
     if (n == (size_t)-1) n = 0; /* out of memory: nothing evaluated (rare; arena limit) */
     sql_msg msg;
-    sql_msg_init(&msg, &cols);
+    sql_msg_init(&msg, cols);
     int enqueued = 0;
     for (size_t i = 0; i < n; i++) {
         sql_rule *r = rules[idx[i]];
         value out;
         ec_error err;
-        if ((sql_outcome)sql_rule_eval(r, &msg, &a, &out, &err) != SQL_MATCHED) continue;
+        if ((sql_outcome)sql_rule_eval(r, &msg, a, &out, &err) != SQL_MATCHED) continue;
         void **acts = p->actions[idx[i]];
         uint32_t nout = out.type == VT_ARRAY ? out.len : 1;
         for (uint32_t o = 0; o < nout; o++) {
@@ -289,6 +282,22 @@ static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
             }
         }
     }
+    return enqueued;
+}
+
+static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    pipeline_res *p;
+    if (!enif_get_resource(env, argv[0], nif_pipeline_type, (void **)&p))
+        return enif_make_badarg(env);
+    arena a;
+    arena_init(&a, 16384);
+    value cols;
+    if (!message_columns(env, argv[1], argv[2], &a, &cols)) {
+        arena_free(&a);
+        return enif_make_badarg(env);
+    }
+    int enqueued = nif_pipeline_run(p, &cols, &a);
     arena_free(&a);
     return enif_make_int(env, enqueued);
 }

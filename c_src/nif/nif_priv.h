@@ -43,6 +43,17 @@ int nif_action_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
 int nif_pipeline_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
 ERL_NIF_TERM nif_pipeline_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_pipeline_publish(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+extern ErlNifResourceType *nif_pipeline_type;
+struct arena;
+/* Runs a pipeline resource on a column map (any thread); records enqueued. */
+int nif_pipeline_run(void *pipeline, struct value *cols, struct arena *a);
+
+int nif_source_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
+ERL_NIF_TERM nif_source_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_source_set_pipeline(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_source_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_source_stop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_source_check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 ERL_NIF_TERM nif_connector_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_connector_health(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
