@@ -47,7 +47,38 @@ on_message_publish(#message{flags = #{sys := true}} = Msg) ->
     {ok, Msg};
 on_message_publish(Msg) ->
     case emqx_confluent_mgr:pipeline() of
-        {P, Node} -> _ = emqx_confluent_nif:pipeline_publish(P, Msg, Node);
+        {P, Node, false} -> _ = emqx_confluent_nif:pipeline_publish(P, Msg, Node);
+        {P, Node, true} -> publish_sync(P, Msg, Node);
         undefined -> ok
     end,
     {ok, Msg}.
+
+%% Sync actions (sink-behaviour.md §7): the publisher waits for Kafka's
+%% acknowledgement of each of their records, up to sync_query_timeout. The
+%% replies go to a helper process that ends when all arrived or the time is
+%% up, so a late reply never lands in the publisher's mailbox; the record
+%% itself stays buffered and may still be delivered (and counted) later.
+publish_sync(P, Msg, Node) ->
+    {Helper, MRef} = spawn_monitor(fun() ->
+                                           receive {wait, Waits} -> wait_replies(Waits)
+                                           after 60000 -> ok
+                                           end
+                                   end),
+    case emqx_confluent_nif:pipeline_publish(P, Msg, Node, Helper) of
+        {_, Waits} -> Helper ! {wait, Waits};
+        _ -> exit(Helper, kill)
+    end,
+    receive {'DOWN', MRef, process, Helper, _} -> ok end.
+
+wait_replies(Waits) ->
+    Now = erlang:monotonic_time(millisecond),
+    wait_replies([{Ref, Now + T} || {Ref, T} <- Waits], ok).
+
+wait_replies([], _) -> ok;
+wait_replies([{Ref, Deadline} | Rest], _) ->
+    Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+    receive
+        {ec_action_reply, Ref, _, _, _} -> wait_replies(Rest, ok);
+        {ec_action_reply, Ref, _} -> wait_replies(Rest, ok)
+    after Left -> wait_replies(Rest, timeout)
+    end.

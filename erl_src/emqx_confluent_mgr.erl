@@ -142,7 +142,8 @@ rule_res(Id) ->
         [] -> error
     end.
 
-%% @doc The pipeline the publish hook uses, or undefined.
+%% @doc The pipeline the publish hook uses: {Pipeline, NodeBin, HasSyncActions},
+%% or undefined.
 pipeline() -> persistent_term:get(?PIPELINE, undefined).
 
 %% @doc rate (last 5 s), rate_last5m and rate_max of `matched', per second.
@@ -407,7 +408,7 @@ reconcile_sources(Cfg, St) ->
                                 _ -> stop_source(Id, S)
                             end
                     end, St, St#st.srcs),
-    {P, Node} = pipeline(),
+    {P, Node, _} = pipeline(),
     maps:fold(fun(Id, {Conn, Src} = Conf, S) ->
                       case maps:is_key(Id, S#st.srcs) of
                           true -> S;
@@ -461,7 +462,11 @@ rebuild(St) ->
                              {ok, Res} <- [maps:find(A, Installed)]]}
                 || {Id, _} <- Enabled],
     {ok, P} = ?NIF:pipeline_new(Set, Bindings),
-    persistent_term:put(?PIPELINE, {P, atom_to_binary(node())}),
+    %% whether a publish may owe sync replies (query_mode sync actions bound)
+    Sync = lists:any(fun({_, Acts}) -> Acts =/= [] end,
+                     [{Id, [A || A <- maps:get(<<"actions">>, maps:get(Id, Rules), []),
+                                 maps:is_key(A, Installed), is_sync(A, St)]} || {Id, _} <- Enabled]),
+    persistent_term:put(?PIPELINE, {P, atom_to_binary(node()), Sync}),
     [ok = ?NIF:source_set_pipeline(Res, P) || {Res, _} <- maps:values(St#st.srcs)],
     %% rates start from the moment an action or rule appears
     Now = erlang:monotonic_time(millisecond),
@@ -473,6 +478,12 @@ rebuild(St) ->
                                             false -> Acc#{K => [{Now, M}]}
                                         end
                                 end, St#st.samples, New)}.
+
+is_sync(ActionId, St) ->
+    case maps:find(ActionId, St#st.acts) of
+        {ok, {_, #{<<"parameters">> := #{<<"query_mode">> := <<"sync">>}}}} -> true;
+        _ -> false
+    end.
 
 %% ---- rates of `matched' (EMQX's rate, rate_last5m, rate_max) ---------------------
 

@@ -13,7 +13,7 @@
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
          action_health/1, action_destroy/1, duration_ms/1,
-         pipeline_new/2, pipeline_publish/3, config_check/2,
+         pipeline_new/2, pipeline_publish/3, pipeline_publish/4, config_check/2,
          source_new/4, source_set_pipeline/2, source_stats/1, source_stop/1, source_check/2]).
 
 -on_load(init/0).
@@ -160,6 +160,13 @@ pipeline_new(_RuleSet, _Bindings) -> ?NOT_LOADED.
 %% actions. Returns how many records were enqueued.
 -spec pipeline_publish(pipeline(), tuple(), Node :: binary()) -> non_neg_integer().
 pipeline_publish(_Pipeline, _Message, _Node) -> ?NOT_LOADED.
+
+%% @doc pipeline_publish/3 where records of query_mode sync actions owe
+%% ReplyTo one `{ec_action_reply, Ref, ...}' each: returns
+%% `{Enqueued, [{Ref, SyncQueryTimeoutMs}]}' when there are such records.
+-spec pipeline_publish(pipeline(), tuple(), binary(), pid() | undefined) ->
+          non_neg_integer() | {non_neg_integer(), [{reference(), non_neg_integer()}]}.
+pipeline_publish(_Pipeline, _Message, _Node, _ReplyTo) -> ?NOT_LOADED.
 
 %% @doc Everything connector_new/1 and action_new/2 would refuse (field paths
 %% in the message), without creating a producer. ActionConf may be undefined.

@@ -17,7 +17,7 @@
 all() ->
     [t_auth_every_endpoint, t_connector_crud, t_connector_errors, t_action_rule_flow_and_metrics,
      t_validation_errors, t_dependants, t_probes, t_rule_test_matches_cli, t_rules_listing,
-     t_restart_restores_and_resumes, t_hooks_registered_with_emqx].
+     t_restart_restores_and_resumes, t_hooks_registered_with_emqx, t_sync_action_on_hook].
 
 init_per_suite(Config) ->
     ok = ec_api:start_app(filename:join(?config(priv_dir, Config), "data")),
@@ -217,9 +217,11 @@ t_action_rule_flow_and_metrics(_) ->
     ?assertEqual(18, map_size(maps:get(<<"metrics">>, M))),
     ?assertMatch([#{<<"node">> := _, <<"metrics">> := #{<<"success">> := N}}], maps:get(<<"node_metrics">>, M)),
     {200, RM} = call(get, "/rules/rule_kafka/metrics"),
+    %% actions.success counts Kafka's acknowledgements (sink-behaviour.md §10.3)
     ?assertMatch(#{<<"id">> := <<"rule_kafka">>,
                    <<"metrics">> := #{<<"matched">> := 35, <<"passed">> := 30, <<"failed.no_result">> := 5,
-                                      <<"actions.total">> := 30}}, RM),
+                                      <<"actions.total">> := 30, <<"actions.success">> := 30,
+                                      <<"actions.failed">> := 0}}, RM),
     %% rates appear after a sampling period (5 s)
     ec_test_util:wait_until(fun() ->
                                     {200, #{<<"metrics">> := #{<<"rate_max">> := RateMax}}} =
@@ -429,3 +431,39 @@ t_hooks_registered_with_emqx(Config) ->
         emqx_hooks:stop_fake(),
         ok = ec_api:start_app(filename:join(?config(priv_dir, Config), "data"))
     end.
+
+%% query_mode sync on the hook path: the publisher returns once Kafka has
+%% acknowledged (or refused) the record, and no reply is left in its mailbox
+t_sync_action_on_hook(_) ->
+    Topic = ec_test_util:unique_topic(<<"api-sync">>),
+    ok = ec_test_util:create_topic(Topic, 1),
+    {201, _} = call(post, "/connectors", ec_api:conn_body(plain, <<"ks">>)),
+    {201, #{<<"status">> := <<"connected">>}} =
+        call(post, "/actions", #{<<"type">> => <<"kafka_producer">>, <<"name">> => <<"sync_a">>, <<"connector">> => <<"ks">>,
+                                 <<"parameters">> => #{<<"topic">> => Topic, <<"query_mode">> => <<"sync">>,
+                                                       <<"sync_query_timeout">> => <<"10s">>}}),
+    %% a dynamic topic that does not exist: refused fast, counted as failed
+    {201, _} = call(post, "/actions", #{<<"type">> => <<"kafka_producer">>, <<"name">> => <<"sync_bad">>, <<"connector">> => <<"ks">>,
+                                        <<"parameters">> => #{<<"topic">> => <<"no-such-${clientid}">>,
+                                                              <<"query_mode">> => <<"sync">>}}),
+    {201, _} = call(post, "/rules", #{<<"id">> => <<"rs">>, <<"sql">> => <<"SELECT clientid FROM \"s/#\"">>,
+                                      <<"actions">> => [<<"kafka_producer:sync_a">>]}),
+    {201, _} = call(post, "/rules", #{<<"id">> => <<"rb">>, <<"sql">> => <<"SELECT clientid FROM \"b/#\"">>,
+                                      <<"actions">> => [<<"kafka_producer:sync_bad">>]}),
+    {ok, A} = emqx_confluent_mgr:action_res(<<"kafka_producer:sync_a">>),
+    [begin
+         Before = maps:get(success, emqx_confluent_nif:action_metrics(A)),
+         {ok, _} = emqx_confluent_hooks:on_message_publish(msg(<<"s/1">>, <<"{}">>)),
+         %% acknowledged before the hook returned
+         ?assertEqual(Before + 1, maps:get(success, emqx_confluent_nif:action_metrics(A)))
+     end || _ <- lists:seq(1, 5)],
+    {ok, _} = emqx_confluent_hooks:on_message_publish(msg(<<"b/1">>, <<"{}">>)),
+    {ok, Bad} = emqx_confluent_mgr:action_res(<<"kafka_producer:sync_bad">>),
+    ?assertMatch(#{failed := 1}, emqx_confluent_nif:action_metrics(Bad)),
+    ?assertMatch({200, #{<<"metrics">> := #{<<"actions.success">> := 5, <<"actions.total">> := 5}}},
+                 call(get, "/rules/rs/metrics")),
+    ?assertMatch({200, #{<<"metrics">> := #{<<"actions.failed">> := 1, <<"actions.success">> := 0}}},
+                 call(get, "/rules/rb/metrics")),
+    {messages, Mailbox} = process_info(self(), messages),
+    ?assertEqual([], [M || M <- Mailbox, element(1, M) =:= ec_action_reply]),
+    ?assertEqual(5, length(ec_test_util:consume(Topic, 5))).

@@ -36,7 +36,7 @@ typedef struct connector_res {
 
 static void on_reply(void *ctx, void *token, const char *error, int32_t partition, int64_t offset) {
     (void)ctx;
-    nif_reply_send(token, error, partition, offset);
+    nif_token_done(token, error, partition, offset);
 }
 
 static void *destroy_action_thread(void *arg) {
@@ -290,13 +290,21 @@ ERL_NIF_TERM nif_duration_ms(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     return ret;
 }
 
-ec_status nif_action_send_value(void *res, const value *v, ec_error *err) {
+ec_status nif_action_send_value(void *res, const value *v, void *token, ec_error *err) {
     action_res *r = res;
     enif_rwlock_rlock(r->lock);
     ec_status st =
-        r->k ? kaction_send(r->k, v, NULL, err) : ec_fail(err, EC_ESTATE, "resource_stopped");
+        r->k ? kaction_send(r->k, v, token, err) : ec_fail(err, EC_ESTATE, "resource_stopped");
     enif_rwlock_runlock(r->lock);
     return st;
+}
+
+bool nif_action_sync(void *res, uint64_t *timeout_ms) {
+    action_res *r = res;
+    enif_rwlock_rlock(r->lock);
+    bool sync = r->k && kaction_is_sync(r->k, timeout_ms);
+    enif_rwlock_runlock(r->lock);
+    return sync;
 }
 
 /* config_check(ConnectorConf, ActionConf | undefined) -> ok | {error, #{message}}:

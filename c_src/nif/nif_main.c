@@ -40,6 +40,70 @@ nif_reply *nif_reply_new(ErlNifEnv *env, ERL_NIF_TERM tag, ERL_NIF_TERM *ref) {
     return r;
 }
 
+nif_reply *nif_reply_new_to(ErlNifEnv *env, const ErlNifPid *to, ERL_NIF_TERM tag,
+                            ERL_NIF_TERM *ref) {
+    nif_reply *r = nif_reply_new(env, tag, ref);
+    if (r) r->to = *to;
+    return r;
+}
+
+/* ---- delivery tokens ------------------------------------------------------
+ * What a record carries to its delivery report: a reply owed to a process
+ * (tag 0, a nif_reply), a rule whose actions.success / actions.failed count
+ * the outcome (tag 1, the kept rule resource: no allocation on the publish
+ * path), or both (tag 2). Allocations are 8-byte aligned: the low bits are free. */
+#define TOK_MASK ((uintptr_t)3)
+typedef struct tok_pair {
+    nif_reply *reply;
+    void *rule_res;
+} tok_pair;
+
+void *nif_token_rule(void *rule_res) {
+    enif_keep_resource(rule_res);
+    return (void *)((uintptr_t)rule_res | 1);
+}
+
+void *nif_token_pair(nif_reply *reply, void *rule_res) {
+    tok_pair *p = enif_alloc(sizeof *p);
+    if (!p) return NULL;
+    enif_keep_resource(rule_res);
+    p->reply = reply;
+    p->rule_res = rule_res;
+    return (void *)((uintptr_t)p | 2);
+}
+
+static void token_end(void *token, bool deliver, const char *error, int32_t partition,
+                      int64_t offset) {
+    uintptr_t t = (uintptr_t)token;
+    void *ptr = (void *)(t & ~TOK_MASK);
+    switch (t & TOK_MASK) {
+    case 0:
+        if (deliver)
+            nif_reply_send(ptr, error, partition, offset);
+        else
+            nif_reply_free(ptr);
+        break;
+    case 1: nif_rule_count_delivery(ptr, deliver, error == NULL); break;
+    default: {
+        tok_pair *p = ptr;
+        if (deliver)
+            nif_reply_send(p->reply, error, partition, offset);
+        else
+            nif_reply_free(p->reply);
+        nif_rule_count_delivery(p->rule_res, deliver, error == NULL);
+        enif_free(p);
+    }
+    }
+}
+
+void nif_token_done(void *token, const char *error, int32_t partition, int64_t offset) {
+    token_end(token, true, error, partition, offset);
+}
+
+void nif_token_cancel(void *token) {
+    token_end(token, false, NULL, 0, 0);
+}
+
 void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t offset) {
     ErlNifEnv *e = r->env;
     ERL_NIF_TERM msg =
@@ -162,6 +226,7 @@ static ErlNifFunc nif_funcs[] = {
     {"pipeline_new", 2, nif_pipeline_new, 0},
     /* per message: microseconds; reschedules itself to dirty CPU for big payloads */
     {"pipeline_publish", 3, nif_pipeline_publish, 0},
+    {"pipeline_publish", 4, nif_pipeline_publish, 0},
     /* parses configuration and compiles templates; no I/O */
     {"config_check", 2, nif_config_check, 0},
     /* starts a thread, may read certificate files */

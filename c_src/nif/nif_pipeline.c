@@ -251,13 +251,17 @@ static bool message_columns(ErlNifEnv *env, ERL_NIF_TERM msg, ERL_NIF_TERM node,
 }
 
 /* Evaluates the rules whose FROM matches cols and enqueues every output on
- * the rule's actions; returns how many records were enqueued. Used by the
- * publish NIF and by the MQTT source thread (any thread). */
-int nif_pipeline_run(void *pipeline, value *cols, arena *a) {
+ * the rule's actions; returns how many records were enqueued. Each record
+ * carries a token that counts its outcome in the rule's actions.success /
+ * actions.failed. With w, records of sync actions also owe w->to a reply
+ * ({ec_action_reply, Ref, ...}); w->list collects [{Ref, TimeoutMs}]. Used by
+ * the publish NIF and by the MQTT source thread (w = NULL; any thread). */
+int nif_pipeline_run(void *pipeline, value *cols, arena *a, nif_waits *w) {
     pipeline_res *p = pipeline;
     sql_rule **rules;
     size_t nrules;
     rule_index *ix = nif_ruleset_index(p->ruleset, &rules, &nrules);
+    void **holders = nif_ruleset_holders(p->ruleset);
     uint32_t *idx;
     size_t n = rule_index_match_columns(ix, cols, a, &idx);
     if (n == (size_t)-1) n = 0; /* out of memory: nothing evaluated (rare; arena limit) */
@@ -275,10 +279,28 @@ int nif_pipeline_run(void *pipeline, value *cols, arena *a) {
             const value *one = out.type == VT_ARRAY ? &out.u.items[o] : &out;
             for (void **ap = acts; ap && *ap; ap++) {
                 atomic_fetch_add(&r->metrics.actions_total, 1);
-                if (nif_action_send_value(*ap, one, &err) == EC_OK)
+                uint64_t tmo;
+                ERL_NIF_TERM ref = 0;
+                nif_reply *rq = NULL;
+                if (w && nif_action_sync(*ap, &tmo))
+                    rq = nif_reply_new_to(w->env, &w->to, ATOM_ec_action_reply, &ref);
+                void *tok =
+                    rq ? nif_token_pair(rq, holders[idx[i]]) : nif_token_rule(holders[idx[i]]);
+                if (!tok) { /* no memory for the pair: count without a reply */
+                    if (rq) nif_reply_free(rq);
+                    rq = NULL;
+                    tok = nif_token_rule(holders[idx[i]]);
+                }
+                if (nif_action_send_value(*ap, one, tok, &err) == EC_OK) {
                     enqueued++;
-                else
+                    if (rq)
+                        w->list = enif_make_list_cell(
+                            w->env, enif_make_tuple2(w->env, ref, enif_make_uint64(w->env, tmo)),
+                            w->list);
+                } else {
+                    nif_token_cancel(tok);
                     atomic_fetch_add(&r->metrics.actions_failed, 1);
+                }
             }
         }
     }
@@ -286,9 +308,12 @@ int nif_pipeline_run(void *pipeline, value *cols, arena *a) {
 }
 
 static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
-    (void)argc;
     pipeline_res *p;
     if (!enif_get_resource(env, argv[0], nif_pipeline_type, (void **)&p))
+        return enif_make_badarg(env);
+    nif_waits w = {.env = env, .list = enif_make_list(env, 0)};
+    bool replies = argc == 4 && enif_get_local_pid(env, argv[3], &w.to);
+    if (argc == 4 && !replies && !enif_is_identical(argv[3], ATOM_undefined))
         return enif_make_badarg(env);
     arena a;
     arena_init(&a, 16384);
@@ -297,8 +322,10 @@ static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
         arena_free(&a);
         return enif_make_badarg(env);
     }
-    int enqueued = nif_pipeline_run(p, &cols, &a);
+    int enqueued = nif_pipeline_run(p, &cols, &a, replies ? &w : NULL);
     arena_free(&a);
+    if (replies && !enif_is_empty_list(env, w.list))
+        return enif_make_tuple2(env, enif_make_int(env, enqueued), w.list);
     return enif_make_int(env, enqueued);
 }
 

@@ -4,6 +4,7 @@
 
 #include <erl_nif.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "../core/error.h"
 
@@ -22,7 +23,9 @@ extern ErlNifResourceType *nif_ruleset_type, *nif_action_type;
 /* The index and rules of a ruleset resource (valid while it is alive). */
 struct rule_index *nif_ruleset_index(void *ruleset, struct sql_rule ***rules, size_t *n);
 /* Renders and enqueues v on an action resource (async); EC_ESTATE once destroyed. */
-ec_status nif_action_send_value(void *res, const struct value *v, ec_error *err);
+ec_status nif_action_send_value(void *res, const struct value *v, void *token, ec_error *err);
+/* Whether the action is query_mode sync, and its sync_query_timeout. */
+bool nif_action_sync(void *res, uint64_t *timeout_ms);
 
 /* A reply owed to an Erlang process for one record, sent from a C thread:
  *   {Tag, Ref, ok, Partition, Offset} | {Tag, Ref, {error, Text}}
@@ -33,6 +36,23 @@ typedef struct nif_reply nif_reply;
 nif_reply *nif_reply_new(ErlNifEnv *env, ERL_NIF_TERM tag, ERL_NIF_TERM *ref);
 void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t offset);
 void nif_reply_free(nif_reply *r);
+/* The same for a given process instead of the caller. */
+nif_reply *nif_reply_new_to(ErlNifEnv *env, const ErlNifPid *to, ERL_NIF_TERM tag,
+                            ERL_NIF_TERM *ref);
+
+/* Delivery tokens (nif_main.c): what a record carries to its outcome. A
+ * plain nif_reply * is a token; nif_token_rule makes one that counts the
+ * outcome in a rule's actions.success / actions.failed (keeps the rule
+ * resource until then); nif_token_pair does both. Every token ends in exactly
+ * one nif_token_done (the outcome) or nif_token_cancel (never enqueued). */
+void *nif_token_rule(void *rule_res);
+void *nif_token_pair(nif_reply *reply, void *rule_res);
+void nif_token_done(void *token, const char *error, int32_t partition, int64_t offset);
+void nif_token_cancel(void *token);
+/* nif_rules.c: counts one delivery outcome (when counted) and releases the rule. */
+void nif_rule_count_delivery(void *rule_res, bool counted, bool ok);
+/* The rule resources of a ruleset, in index order. */
+void **nif_ruleset_holders(void *ruleset);
 
 /* Resources of our types currently alive (allocated, destructor not run). */
 extern atomic_long nif_live_resources;
@@ -45,8 +65,15 @@ ERL_NIF_TERM nif_pipeline_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
 ERL_NIF_TERM nif_pipeline_publish(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 extern ErlNifResourceType *nif_pipeline_type;
 struct arena;
-/* Runs a pipeline resource on a column map (any thread); records enqueued. */
-int nif_pipeline_run(void *pipeline, struct value *cols, struct arena *a);
+/* Sync replies a pipeline run owes (nif_pipeline.c). */
+typedef struct nif_waits {
+    ErlNifEnv *env;
+    ErlNifPid to;
+    ERL_NIF_TERM list; /* [{Ref, TimeoutMs}] */
+} nif_waits;
+/* Runs a pipeline resource on a column map (any thread; w NULL off a NIF
+ * call); records enqueued. */
+int nif_pipeline_run(void *pipeline, struct value *cols, struct arena *a, nif_waits *w);
 
 int nif_source_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
 ERL_NIF_TERM nif_source_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

@@ -229,6 +229,18 @@ ERL_NIF_TERM nif_rule_test(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) 
     return t;
 }
 
+void nif_rule_count_delivery(void *res, bool counted, bool ok) {
+    rule_res *r = res;
+    if (counted)
+        atomic_fetch_add(ok ? &r->rule->metrics.actions_success : &r->rule->metrics.actions_failed,
+                         1);
+    enif_release_resource(r);
+}
+
+void **nif_ruleset_holders(void *ruleset) {
+    return (void **)((ruleset_res *)ruleset)->holders;
+}
+
 rule_index *nif_ruleset_index(void *ruleset, sql_rule ***rules, size_t *n) {
     ruleset_res *s = ruleset;
     *rules = s->rules;

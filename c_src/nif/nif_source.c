@@ -121,7 +121,7 @@ static void on_msg(void *ud, const msrc_msg *m) {
     COL("timestamp", v_int(now));
     COL("node", r->node);
 #undef COL
-    nif_pipeline_run(p, &cols, &a);
+    nif_pipeline_run(p, &cols, &a, NULL);
     arena_free(&a);
     enif_release_resource(p);
 }
