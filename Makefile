@@ -5,7 +5,7 @@
 #   make deps       install what a fresh Debian bookworm machine lacks (scripts/deps.sh)
 #   make fmt-check  clang-format check of c_src/
 #   make plugin     EMQX plugin package _build/plugin/emqx_confluent-<vsn>.tar.gz
-.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench clean plugin demo
+.PHONY: all nif cli c-tests c-test ct test deps deps-check fmt fmt-check fuzz bench bench-mqtt clean plugin demo
 
 CC      ?= cc
 SAN     ?= 0
@@ -117,7 +117,7 @@ _build/fuzz/%: c_src/fuzz/%.c $(CORE_SRC) $(HEADERS)
 
 # Benchmarks (not part of make test): figures go to bench/RESULTS.md by hand,
 # with the command, the machine and the baseline of the same run.
-BENCH_BINS = _build/bench/bench_rules _build/bench/bench_sink
+BENCH_BINS = _build/bench/bench_rules _build/bench/bench_sink _build/bench/bench_mqtt
 _build/bench/%: bench/%.c $(call obj,$(CORE_SRC),_build/c)
 	@mkdir -p _build/bench
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
@@ -127,3 +127,8 @@ _build/bench/%: bench/%.c $(call obj,$(CORE_SRC),_build/c)
 bench: $(BENCH_BINS)
 	taskset -c 0 _build/bench/bench_rules
 	@scripts/bench-sink.sh
+	@scripts/bench-mqtt.sh
+
+# MQTT -> node -> Kafka end to end, next to mosquitto alone (same run)
+bench-mqtt: _build/bench/bench_mqtt
+	@scripts/bench-mqtt.sh

@@ -19,6 +19,8 @@ start(_Type, _Args) ->
     case emqx_confluent_sup:start_link() of
         {ok, Sup} ->
             _ = emqx_confluent_hooks:register(),
+            %% the registry built its pipeline before the hooks existed
+            emqx_confluent_mgr:refresh(),
             {ok, Sup};
         Other ->
             Other

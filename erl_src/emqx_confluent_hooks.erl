@@ -8,7 +8,7 @@
 
 -include("emqx_message.hrl").
 
--export([register/0, unregister/0, registered/0, on_message_publish/1]).
+-export([register/0, unregister/0, registered/0, set_events/1, events/0, on_message_publish/1]).
 
 %% just below EMQX's own rule engine (900), above bridges' local_topic (870)
 -define(PRIORITY, 890).
@@ -28,12 +28,37 @@ register() ->
 unregister() ->
     case persistent_term:get({?MODULE, registered}, false) of
         true ->
+            set_events([]),
             persistent_term:erase({?MODULE, registered}),
             _ = emqx_hooks:del('message.publish', {?MODULE, on_message_publish}),
             ok;
         false ->
             ok
     end.
+
+%% @doc Registers the hooks of exactly these events (emqx_confluent_events),
+%% removing the others: only what enabled `$events/...' rules need.
+-spec set_events([atom()]) -> ok.
+set_events(Events) ->
+    case persistent_term:get({?MODULE, registered}, false) of
+        true ->
+            Old = events(),
+            [begin
+                 {HP, F} = emqx_confluent_events:hook(E),
+                 ok = emqx_hooks:put(HP, {emqx_confluent_events, F, []}, ?PRIORITY)
+             end || E <- Events -- Old],
+            [begin
+                 {HP, F} = emqx_confluent_events:hook(E),
+                 _ = emqx_hooks:del(HP, {emqx_confluent_events, F})
+             end || E <- Old -- Events],
+            persistent_term:put({?MODULE, events}, Events),
+            ok;
+        false ->
+            ok
+    end.
+
+%% @doc The event hooks registered now.
+events() -> persistent_term:get({?MODULE, events}, []).
 
 %% @doc Whether the hooks are in place (false when standalone).
 registered() -> persistent_term:get({?MODULE, registered}, false).

@@ -17,7 +17,7 @@
 -module(emqx_confluent_mgr).
 -behaviour(gen_server).
 
--export([start_link/1, change/1, restart/2, snapshot/0, status/2, action_res/1, rule_res/1, source_stats/1,
+-export([start_link/1, change/1, restart/2, refresh/0, snapshot/0, status/2, action_res/1, rule_res/1, source_stats/1,
          pipeline/0, rates/1, reset_rates/1, local_node_info/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -26,6 +26,7 @@
 -define(NIF, emqx_confluent_nif).
 -define(C, emqx_confluent_config).
 -define(RATE_TICK, 5000).
+-define(SOURCE_WAIT, 30000).
 
 -record(st, {dir :: file:filename(), cfg :: map(),
              conns = #{} :: #{binary() => {pid(), map()}},
@@ -33,7 +34,8 @@
              installed = #{} :: #{binary() => #{binary() => emqx_confluent_nif:action()}},
              rules = #{} :: #{binary() => {binary(), emqx_confluent_nif:rule()}},
              srcs = #{} :: #{binary() => {emqx_confluent_nif:source(), term()}},
-             samples = #{} :: #{term() => [{integer(), integer()}]}}).
+             samples = #{} :: #{term() => [{integer(), integer()}]},
+             started = erlang:monotonic_time(millisecond) :: integer()}).
 
 start_link(Opts) ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, Opts, []).
@@ -45,6 +47,9 @@ change(Req) -> gen_server:call(?MODULE, {change, Req}, 60000).
 %% @doc Stops and starts a connector (with its actions) or reinstalls an action.
 -spec restart(connector | action, binary()) -> ok | {error, emqx_confluent_config:error()}.
 restart(Kind, Id) -> gen_server:call(?MODULE, {restart, Kind, Id}, 60000).
+
+%% @doc Rebuilds the pipeline (and event hooks) from the current state.
+refresh() -> gen_server:call(?MODULE, refresh, 60000).
 
 -spec snapshot() -> map().
 snapshot() -> ets:lookup_element(?TAB, cfg, 2).
@@ -189,6 +194,8 @@ handle_call({change, Req}, _From, St) ->
         {error, _} = E ->
             {reply, E, St}
     end;
+handle_call(refresh, _From, St) ->
+    {reply, ok, rebuild(St)};
 handle_call({restart, Kind, Id}, _From, St) ->
     Cfg = St#st.cfg,
     case ?C:find(Kind, Id, Cfg) of
@@ -230,7 +237,9 @@ handle_cast({reset_rates, Key}, St) ->
 
 handle_info({ec_connector_installed, ConnId, Installed}, St) ->
     case maps:is_key(ConnId, St#st.conns) of
-        true -> {noreply, rebuild(St#st{installed = (St#st.installed)#{ConnId => Installed}})};
+        true ->
+            St1 = rebuild(St#st{installed = (St#st.installed)#{ConnId => Installed}}),
+            {noreply, reconcile_sources(St1#st.cfg, St1)};
         false -> {noreply, St}
     end;
 handle_info({nodeup, Node}, St) ->
@@ -240,7 +249,8 @@ handle_info({nodedown, _}, St) ->
     {noreply, St};
 handle_info(rate_tick, St) ->
     erlang:send_after(?RATE_TICK, self(), rate_tick),
-    {noreply, sample_rates(St)};
+    %% also starts sources that waited for their actions
+    {noreply, reconcile_sources(St#st.cfg, sample_rates(St))};
 handle_info({'EXIT', Pid, Reason}, St) ->
     case [Id || {Id, {P, _}} <- maps:to_list(St#st.conns), P =:= Pid] of
         [Id] ->
@@ -409,9 +419,15 @@ reconcile_sources(Cfg, St) ->
                             end
                     end, St, St#st.srcs),
     {P, Node, _} = pipeline(),
+    Ready = actions_ready(St1),
     maps:fold(fun(Id, {Conn, Src} = Conf, S) ->
                       case maps:is_key(Id, S#st.srcs) of
                           true -> S;
+                          false when not Ready ->
+                              %% the broker would hand over queued QoS 1 messages
+                              %% at once: subscribe when the actions can take them
+                              ets:insert(?TAB, {{start_error, Id}, <<"waiting for the rules' actions to be installed">>}),
+                              S;
                           false ->
                               ets:delete(?TAB, {start_error, Id}),
                               case ?NIF:source_new(Conn, Src, Node, P) of
@@ -424,6 +440,16 @@ reconcile_sources(Cfg, St) ->
                               end
                       end
               end, St1, Want).
+
+%% every action an enabled rule uses is installed, or the wait is over
+%% (?SOURCE_WAIT ms since start: a broken action must not hold the sources)
+actions_ready(St) ->
+    Rules = maps:get(<<"rules">>, St#st.cfg),
+    Installed = maps:fold(fun(_, M, Acc) -> maps:merge(Acc, M) end, #{}, St#st.installed),
+    Wanted = lists:usort([A || R <- maps:values(Rules), enabled(R), A <- maps:get(<<"actions">>, R, []),
+                               maps:is_key(A, St#st.acts)]),
+    lists:all(fun(A) -> maps:is_key(A, Installed) end, Wanted)
+        orelse erlang:monotonic_time(millisecond) - St#st.started > ?SOURCE_WAIT.
 
 %% the client id: the connector's `clientid' if set, else
 %% <clientid_prefix or emqx_confluent>_<source name>_<node hash>, stable across
@@ -467,6 +493,8 @@ rebuild(St) ->
                      [{Id, [A || A <- maps:get(<<"actions">>, maps:get(Id, Rules), []),
                                  maps:is_key(A, Installed), is_sync(A, St)]} || {Id, _} <- Enabled]),
     persistent_term:put(?PIPELINE, {P, atom_to_binary(node()), Sync}),
+    ok = emqx_confluent_hooks:set_events(
+           emqx_confluent_events:needed(lists:append([?NIF:rule_from(R) || {_, R} <- Enabled]))),
     [ok = ?NIF:source_set_pipeline(Res, P) || {Res, _} <- maps:values(St#st.srcs)],
     %% rates start from the moment an action or rule appears
     Now = erlang:monotonic_time(millisecond),

@@ -13,7 +13,7 @@
          connector_new/1, connector_health/1,
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
          action_health/1, action_destroy/1, duration_ms/1,
-         pipeline_new/2, pipeline_publish/3, pipeline_publish/4, config_check/2,
+         pipeline_new/2, pipeline_publish/3, pipeline_publish/4, pipeline_event/2, config_check/2,
          source_new/4, source_set_pipeline/2, source_stats/1, source_stop/1, source_check/2]).
 
 -on_load(init/0).
@@ -167,6 +167,11 @@ pipeline_publish(_Pipeline, _Message, _Node) -> ?NOT_LOADED.
 -spec pipeline_publish(pipeline(), tuple(), binary(), pid() | undefined) ->
           non_neg_integer() | {non_neg_integer(), [{reference(), non_neg_integer()}]}.
 pipeline_publish(_Pipeline, _Message, _Node, _ReplyTo) -> ?NOT_LOADED.
+
+%% @doc An event (client.connected, session.subscribed, ...) as its column
+%% map (atom keys, `event' set) through the rules whose FROM names it.
+-spec pipeline_event(pipeline(), map()) -> non_neg_integer().
+pipeline_event(_Pipeline, _Columns) -> ?NOT_LOADED.
 
 %% @doc Everything connector_new/1 and action_new/2 would refuse (field paths
 %% in the message), without creating a producer. ActionConf may be undefined.

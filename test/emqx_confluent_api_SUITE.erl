@@ -17,7 +17,8 @@
 all() ->
     [t_auth_every_endpoint, t_connector_crud, t_connector_errors, t_action_rule_flow_and_metrics,
      t_validation_errors, t_dependants, t_probes, t_rule_test_matches_cli, t_rules_listing,
-     t_restart_restores_and_resumes, t_hooks_registered_with_emqx, t_sync_action_on_hook].
+     t_restart_restores_and_resumes, t_hooks_registered_with_emqx, t_sync_action_on_hook,
+     t_event_rules_with_emqx].
 
 init_per_suite(Config) ->
     ok = ec_api:start_app(filename:join(?config(priv_dir, Config), "data")),
@@ -467,3 +468,61 @@ t_sync_action_on_hook(_) ->
     {messages, Mailbox} = process_info(self(), messages),
     ?assertEqual([], [M || M <- Mailbox, element(1, M) =:= ec_action_reply]),
     ?assertEqual(5, length(ec_test_util:consume(Topic, 5))).
+
+%% $events rules inside EMQX: the event hooks are registered only while an
+%% enabled rule needs them, and an event's columns reach Kafka
+t_event_rules_with_emqx(Config) ->
+    ok = ec_api:stop_app(),
+    {ok, _} = emqx_hooks:start_fake(),
+    Data = filename:join(?config(priv_dir, Config), "data"),
+    try
+        ok = ec_api:start_app(Data),
+        Topic = ec_test_util:unique_topic(<<"api-events">>),
+        ok = ec_test_util:create_topic(Topic, 1),
+        {201, _} = call(post, "/connectors", ec_api:conn_body(plain, <<"ke">>)),
+        {201, _} = call(post, "/actions", #{<<"type">> => <<"kafka_producer">>, <<"name">> => <<"ev">>,
+                                            <<"connector">> => <<"ke">>,
+                                            <<"parameters">> => #{<<"topic">> => Topic}}),
+        Hooks = fun() -> lists:sort([HP || {HP, _, _} <- emqx_hooks:registered()]) end,
+        ?assertEqual(['message.publish'], Hooks()),
+        {201, _} = call(post, "/rules", #{<<"id">> => <<"conn">>,
+                                          <<"sql">> => <<"SELECT clientid, username, peername, proto_ver, keepalive, "
+                                                         "expiry_interval, conn_props, event FROM \"$events/client/connected\"">>,
+                                          <<"actions">> => [<<"kafka_producer:ev">>]}),
+        {201, _} = call(post, "/rules", #{<<"id">> => <<"subs">>,
+                                          <<"sql">> => <<"SELECT clientid, topic, qos FROM \"$events/session_subscribed\"">>,
+                                          <<"actions">> => [<<"kafka_producer:ev">>]}),
+        ?assertEqual(['client.connected', 'message.publish', 'session.subscribed'], Hooks()),
+        %% EMQX calls the callbacks it was given
+        [{_, {M, F, []}, 890}] = [H || {'client.connected', _, _} = H <- emqx_hooks:registered()],
+        ClientInfo = #{clientid => <<"dev-9">>, username => <<"u9">>, peerhost => {10, 0, 0, 9},
+                       client_attrs => #{}},
+        ConnInfo = #{clientid => <<"dev-9">>, username => <<"u9">>, peername => {{10, 0, 0, 9}, 50000},
+                     sockname => {{127, 0, 0, 1}, 1883}, proto_name => <<"MQTT">>, proto_ver => 5,
+                     keepalive => 60, clean_start => true, expiry_interval => 7200000,
+                     conn_props => #{'User-Property' => [{<<"a">>, <<"b">>}]}, connected_at => 1700000000000},
+        ok = M:F(ClientInfo, ConnInfo),
+        [{_, {M2, F2, []}, 890}] = [H || {'session.subscribed', _, _} = H <- emqx_hooks:registered()],
+        ok = M2:F2(ClientInfo, <<"cmd/dev-9">>, #{qos => 1, share => <<"g">>}),
+        [R1, R2] = ec_test_util:consume(Topic, 2),
+        {ok, V1} = emqx_confluent_nif:json_decode(maps:get(<<"payload">>, R1)),
+        ?assertEqual(#{<<"clientid">> => <<"dev-9">>, <<"username">> => <<"u9">>, <<"peername">> => <<"10.0.0.9:50000">>,
+                       <<"proto_ver">> => 5, <<"keepalive">> => 60, <<"expiry_interval">> => 7200,
+                       <<"conn_props">> => #{<<"User-Property">> => #{<<"a">> => <<"b">>},
+                                             <<"User-Property-Pairs">> => [#{<<"key">> => <<"a">>, <<"value">> => <<"b">>}]},
+                       <<"event">> => <<"client.connected">>}, V1),
+        {ok, V2} = emqx_confluent_nif:json_decode(maps:get(<<"payload">>, R2)),
+        ?assertEqual(#{<<"clientid">> => <<"dev-9">>, <<"topic">> => <<"$share/g/cmd/dev-9">>, <<"qos">> => 1}, V2),
+        %% disabling and deleting rules removes their hooks
+        {200, _} = call(put, "/rules/subs", #{<<"sql">> => <<"SELECT clientid FROM \"$events/session_subscribed\"">>,
+                                              <<"enable">> => false}),
+        ?assertEqual(['client.connected', 'message.publish'], Hooks()),
+        {204, _} = call(delete, "/rules/conn"),
+        ?assertEqual(['message.publish'], Hooks()),
+        ok = ec_api:stop_app(),
+        ?assertEqual([], emqx_hooks:registered())
+    after
+        emqx_hooks:stop_fake(),
+        _ = application:stop(emqx_confluent),
+        ok = ec_api:start_app(Data)
+    end.

@@ -227,6 +227,8 @@ static ErlNifFunc nif_funcs[] = {
     /* per message: microseconds; reschedules itself to dirty CPU for big payloads */
     {"pipeline_publish", 3, nif_pipeline_publish, 0},
     {"pipeline_publish", 4, nif_pipeline_publish, 0},
+    /* a small event column map: bounded work */
+    {"pipeline_event", 2, nif_pipeline_event, 0},
     /* parses configuration and compiles templates; no I/O */
     {"config_check", 2, nif_config_check, 0},
     /* starts a thread, may read certificate files */

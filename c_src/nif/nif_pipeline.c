@@ -329,6 +329,27 @@ static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     return enif_make_int(env, enqueued);
 }
 
+/* pipeline_event(Pipeline, Columns) -> Enqueued: an event's column map (atom
+ * keys, `event` naming it) through the rules whose FROM names that event.
+ * Normal scheduler: event maps are small. */
+ERL_NIF_TERM nif_pipeline_event(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    pipeline_res *p;
+    if (!enif_get_resource(env, argv[0], nif_pipeline_type, (void **)&p) ||
+        !enif_is_map(env, argv[1]))
+        return enif_make_badarg(env);
+    arena a;
+    arena_init(&a, 8192);
+    value cols;
+    if (nif_term_to_value(env, argv[1], &a, &cols, NULL) != EC_OK || cols.type != VT_MAP) {
+        arena_free(&a);
+        return enif_make_badarg(env);
+    }
+    int enqueued = nif_pipeline_run(p, &cols, &a, NULL);
+    arena_free(&a);
+    return enif_make_int(env, enqueued);
+}
+
 ERL_NIF_TERM nif_pipeline_publish(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     int arity;
     const ERL_NIF_TERM *f;

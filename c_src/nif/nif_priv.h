@@ -63,6 +63,7 @@ int nif_action_open_types(ErlNifEnv *env, ErlNifResourceFlags flags);
 int nif_pipeline_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
 ERL_NIF_TERM nif_pipeline_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_pipeline_publish(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_pipeline_event(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 extern ErlNifResourceType *nif_pipeline_type;
 struct arena;
 /* Sync replies a pipeline run owes (nif_pipeline.c). */
