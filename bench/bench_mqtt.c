@@ -1,12 +1,13 @@
 /* bench_mqtt.c - sustained MQTT throughput and publish-to-arrival latency.
  *
- *   bench_mqtt mqtt  HOST PORT N SIZE            publisher -> mosquitto -> subscriber
- *   bench_mqtt kafka HOST PORT N SIZE BOOTSTRAP TOPIC
+ *   bench_mqtt mqtt  HOST PORT N SIZE RATE            publisher -> mosquitto -> subscriber
+ *   bench_mqtt kafka HOST PORT N SIZE RATE BOOTSTRAP TOPIC
  *                                                publisher -> mosquitto -> emqx_confluent
  *                                                (MQTT source, rule, action) -> Kafka -> consumer
  *
- * One libmosquitto publisher sends N QoS 1 messages of SIZE bytes as fast as
- * the broker takes them (max_inflight 1000), each carrying its send time and
+ * One libmosquitto publisher sends N QoS 1 messages of SIZE bytes, as fast as
+ * the broker takes them (RATE 0; max_inflight 1000) or paced at RATE msg/s
+ * (latency without queueing), each carrying its send time and
  * sequence number; the receiving side (an MQTT subscriber, or a librdkafka
  * consumer reading the topic the node produces to) records arrival times.
  * Prints msg/s (first send to last arrival) and p50/p99/max latency. The
@@ -88,7 +89,7 @@ static rd_kafka_t *consumer(const char *bootstrap, const char *topic) {
     snprintf(group, sizeof group, "bench-%d", (int)getpid());
     if (rd_kafka_conf_set(c, "bootstrap.servers", bootstrap, err, sizeof err) ||
         rd_kafka_conf_set(c, "group.id", group, err, sizeof err) ||
-        rd_kafka_conf_set(c, "auto.offset.reset", "latest", err, sizeof err) ||
+        rd_kafka_conf_set(c, "auto.offset.reset", "earliest", err, sizeof err) ||
         rd_kafka_conf_set(c, "fetch.wait.max.ms", "5", err, sizeof err)) {
         fprintf(stderr, "bench_mqtt: %s\n", err);
         exit(1);
@@ -103,7 +104,8 @@ static rd_kafka_t *consumer(const char *bootstrap, const char *topic) {
     rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
-    /* wait for the assignment before publishing ("latest" then means now) */
+    /* the topic is new for the run: from the beginning; wait for the
+     * assignment so the first records do not wait for the group join */
     for (int i = 0; i < 200; i++) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
         if (m) rd_kafka_message_destroy(m);
@@ -118,9 +120,9 @@ static rd_kafka_t *consumer(const char *bootstrap, const char *topic) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 6 || (strcmp(argv[1], "mqtt") && strcmp(argv[1], "kafka")) ||
-        (!strcmp(argv[1], "kafka") && argc < 8)) {
-        fprintf(stderr, "usage: bench_mqtt mqtt|kafka HOST PORT N SIZE [BOOTSTRAP TOPIC]\n");
+    if (argc < 7 || (strcmp(argv[1], "mqtt") && strcmp(argv[1], "kafka")) ||
+        (!strcmp(argv[1], "kafka") && argc < 9)) {
+        fprintf(stderr, "usage: bench_mqtt mqtt|kafka HOST PORT N SIZE RATE [BOOTSTRAP TOPIC]\n");
         return 2;
     }
     bool to_kafka = !strcmp(argv[1], "kafka");
@@ -128,6 +130,7 @@ int main(int argc, char **argv) {
     int port = atoi(argv[3]);
     total = atol(argv[4]);
     int size = atoi(argv[5]);
+    long rate = atol(argv[6]);
     if (size < 64) size = 64;
     lat = calloc((size_t)total, sizeof *lat);
     mosquitto_lib_init();
@@ -136,7 +139,7 @@ int main(int argc, char **argv) {
     pthread_t ct;
     const char *topic_prefix = to_kafka ? "bench/k" : "benchm/k";
     if (to_kafka) {
-        rk = consumer(argv[6], argv[7]);
+        rk = consumer(argv[7], argv[8]);
         pthread_create(&ct, NULL, consume, rk);
     } else {
         sub = connect_client("bench-sub", host, port);
@@ -149,6 +152,13 @@ int main(int argc, char **argv) {
     char topic[64];
     first_send = now_ns();
     for (long i = 0; i < total; i++) {
+        if (rate > 0) { /* paced: wait for this message's slot */
+            int64_t slot = first_send + (int64_t)(i * (1e9 / (double)rate));
+            while (now_ns() < slot) {
+                int64_t d = slot - now_ns();
+                if (d > 200000) usleep((useconds_t)(d / 2000));
+            }
+        }
         int n = snprintf(payload, (size_t)size + 1, "{\"ts\":%lld,\"seq\":%ld,\"pad\":\"",
                          (long long)now_ns(), i);
         memset(payload + n, 'x', (size_t)(size - n - 2));
@@ -176,8 +186,8 @@ int main(int argc, char **argv) {
         if (lat[i]) v[k++] = lat[i];
     qsort(v, (size_t)k, sizeof *v, cmp64);
     double secs = (double)(last_arrival - first_send) / 1e9;
-    printf("%-6s N=%ld size=%dB received=%ld  %.0f msg/s  latency p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
-           to_kafka ? "kafka" : "mqtt", total, size, got, got / (secs > 0 ? secs : 1),
+    printf("%-6s N=%ld size=%dB rate=%s received=%ld  %.0f msg/s  latency p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
+           to_kafka ? "kafka" : "mqtt", total, size, rate ? argv[6] : "max", got, got / (secs > 0 ? secs : 1),
            k ? v[k / 2] / 1e6 : 0, k ? v[(k * 99) / 100] / 1e6 : 0, k ? v[k - 1] / 1e6 : 0);
     mosquitto_disconnect(pub);
     mosquitto_loop_stop(pub, false);

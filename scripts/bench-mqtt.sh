@@ -38,6 +38,14 @@ api POST /rules -d '{"id":"bench","sql":"SELECT payload, topic FROM \"bench/#\""
 api POST /connectors -d "{\"type\":\"mqtt\",\"name\":\"m\",\"server\":\"127.0.0.1:$MQTT_PORT\",\"clean_start\":true}"
 api POST /sources -d '{"type":"mqtt","name":"s","connector":"m","parameters":{"topic":"bench/#","qos":1}}'
 echo "bench_mqtt: $N messages of $SIZE B, QoS 1; $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-_build/bench/bench_mqtt mqtt 127.0.0.1 "$MQTT_PORT" "$N" "$SIZE"
-_build/bench/bench_mqtt kafka 127.0.0.1 "$MQTT_PORT" "$N" "$SIZE" "$KAFKA_PLAINTEXT" bench-mqtt
-curl -sS -u "$KEY:$SECRET" "http://127.0.0.1:$PORT/api/v5/actions/kafka_producer:a/metrics" | grep -o '"metrics":{[^}]*}' | head -c 300; echo
+# throughput: as fast as mosquitto takes them
+_build/bench/bench_mqtt mqtt 127.0.0.1 "$MQTT_PORT" "$N" "$SIZE" 0
+_build/bench/bench_mqtt kafka 127.0.0.1 "$MQTT_PORT" "$N" "$SIZE" 0 "$KAFKA_PLAINTEXT" bench-mqtt
+# latency: paced at RATE msg/s, below both ceilings
+RATE=${BENCH_RATE:-5000}
+_build/bench/bench_mqtt mqtt 127.0.0.1 "$MQTT_PORT" $((RATE * 10)) "$SIZE" "$RATE"
+scripts/kafka.sh create-topic "$D/kafka" bench-mqtt-paced 3 >/dev/null
+api PUT /actions/kafka_producer:a -d '{"connector":"k","parameters":{"topic":"bench-mqtt-paced","message":{"key":"${topic}","value":"${payload}"},"partition_strategy":"key_dispatch","required_acks":"leader_only"}}'
+_build/bench/bench_mqtt kafka 127.0.0.1 "$MQTT_PORT" $((RATE * 10)) "$SIZE" "$RATE" "$KAFKA_PLAINTEXT" bench-mqtt-paced
+echo "action metrics (paced run): $(curl -sS -u "$KEY:$SECRET" "http://127.0.0.1:$PORT/api/v5/actions/kafka_producer:a/metrics" | grep -o '"metrics":{[^}]*}' | head -1)"
+echo "source metrics: $(curl -sS -u "$KEY:$SECRET" "http://127.0.0.1:$PORT/api/v5/sources/mqtt:s/metrics" | grep -o '"metrics":{[^}]*}' | head -1)"
