@@ -18,7 +18,7 @@
 register() ->
     case emqx_running() of
         true ->
-            ok = emqx_hooks:put('message.publish', ?HOOK, ?PRIORITY),
+            _ = emqx_hooks:put('message.publish', ?HOOK, ?PRIORITY),
             persistent_term:put({?MODULE, registered}, true),
             true;
         false ->
@@ -45,7 +45,7 @@ set_events(Events) ->
             Old = events(),
             [begin
                  {HP, F} = emqx_confluent_events:hook(E),
-                 ok = emqx_hooks:put(HP, {emqx_confluent_events, F, []}, ?PRIORITY)
+                 _ = emqx_hooks:put(HP, {emqx_confluent_events, F, []}, ?PRIORITY)
              end || E <- Events -- Old],
             [begin
                  {HP, F} = emqx_confluent_events:hook(E),

@@ -106,9 +106,9 @@ source_status(Id, Obj, Cfg) ->
 
 %% @doc The source's counters (received) or an empty map.
 source_stats(Id) ->
-    case ets:lookup(?TAB, {source_res, Id}) of
-        [{_, Res}] -> ?NIF:source_stats(Res);
-        [] -> #{}
+    case lookup({source_res, Id}) of
+        {ok, Res} -> ?NIF:source_stats(Res);
+        error -> #{}
     end.
 
 start_error(Id) ->
@@ -134,15 +134,13 @@ action_metrics(Id) ->
     maps:merge(M, rates({action, Id})).
 
 -spec action_res(binary()) -> {ok, emqx_confluent_nif:action()} | error.
-action_res(Id) ->
-    case ets:lookup(?TAB, {action_res, Id}) of
-        [{_, R}] -> {ok, R};
-        [] -> error
-    end.
+action_res(Id) -> lookup({action_res, Id}).
 
 -spec rule_res(binary()) -> {ok, emqx_confluent_nif:rule()} | error.
-rule_res(Id) ->
-    case ets:lookup(?TAB, {rule_res, Id}) of
+rule_res(Id) -> lookup({rule_res, Id}).
+
+lookup(Key) ->
+    case ets:lookup(?TAB, Key) of
         [{_, R}] -> {ok, R};
         [] -> error
     end.

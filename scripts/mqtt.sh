@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# mqtt.sh - Debian's mosquitto on 127.0.0.1 on a free port, for end-to-end tests.
+# mqtt.sh - Debian's mosquitto on 127.0.0.1 on free ports, for end-to-end tests.
 #
-#   mqtt.sh start DIR   start and wait until a client can connect; writes DIR/env (MQTT_PORT)
-#   mqtt.sh stop DIR    stop it
+#   mqtt.sh start DIR   start and wait until a client can connect; writes DIR/env:
+#                       MQTT_PORT (anonymous), MQTT_AUTH_PORT (username/password),
+#                       MQTT_TLS_PORT (TLS + username/password, certificate for 127.0.0.1
+#                       signed by MQTT_CA), MQTT_USER, MQTT_PASSWORD, MQTT_CA
+#   mqtt.sh stop DIR    stop it (start again reuses the ports)
 set -euo pipefail
 
 die() { echo "mqtt.sh: $*" >&2; exit 1; }
@@ -12,6 +15,31 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 running() { [ -f "$1/mosquitto.pid" ] && kill -0 "$(cat "$1/mosquitto.pid")" 2>/dev/null; }
 
+# a free port not among the arguments
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 30000))
+    case " $* " in *" $p "*) continue ;; esac
+    port_in_use "$p" || { echo "$p"; return 0; }
+  done
+  die "no free port"
+}
+
+# a throwaway CA and a server certificate for 127.0.0.1 / localhost
+make_tls() {
+  local d=$1/tls
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=emqx_confluent mqtt test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$d/san.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+  chmod 644 "$d/server.key"
+}
+
 start() {
   local dir=${1:?DIR}
   mkdir -p "$dir"
@@ -19,23 +47,33 @@ start() {
   [ -x "$MOSQUITTO" ] || die "mosquitto not found (run 'make deps')"
   command -v mosquitto_pub >/dev/null || die "mosquitto_pub not found (run 'make deps')"
   running "$dir" && return 0
-  local port
+  local port aport tport
   if [ -f "$dir/env" ]; then
     # shellcheck disable=SC1091
-    . "$dir/env"; port=$MQTT_PORT
+    . "$dir/env"; port=$MQTT_PORT; aport=$MQTT_AUTH_PORT; tport=$MQTT_TLS_PORT
   else
-    for _ in $(seq 1 200); do
-      port=$((20000 + RANDOM % 30000))
-      port_in_use "$port" || break
-    done
-    echo "MQTT_PORT=$port" > "$dir/env"
+    port=$(free_port); aport=$(free_port "$port"); tport=$(free_port "$port" "$aport")
+    make_tls "$dir"
+    mosquitto_passwd -b -c "$dir/passwd" bridge bridge-secret 2>/dev/null
+    printf 'MQTT_PORT=%s\nMQTT_AUTH_PORT=%s\nMQTT_TLS_PORT=%s\nMQTT_USER=bridge\nMQTT_PASSWORD=bridge-secret\nMQTT_CA=%s\n' \
+      "$port" "$aport" "$tport" "$dir/tls/ca.pem" > "$dir/env"
   fi
   cat > "$dir/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
-allow_anonymous true
+per_listener_settings true
 persistence false
 log_dest file $dir/mosquitto.log
 max_queued_messages 100000
+listener $port 127.0.0.1
+allow_anonymous true
+listener $aport 127.0.0.1
+allow_anonymous false
+password_file $dir/passwd
+listener $tport 127.0.0.1
+allow_anonymous false
+password_file $dir/passwd
+cafile $dir/tls/ca.pem
+certfile $dir/tls/server.pem
+keyfile $dir/tls/server.key
 CONF
   "$MOSQUITTO" -c "$dir/mosquitto.conf" > "$dir/stdout.log" 2>&1 &
   echo $! > "$dir/mosquitto.pid"

@@ -12,7 +12,8 @@
 
 -import(ec_api, [call/2, call/3]).
 
-all() -> [t_mqtt5_to_kafka, t_shared_subscription, t_qos1_across_restart, t_source_errors].
+all() -> [t_mqtt5_to_kafka, t_shared_subscription, t_qos1_across_restart, t_source_errors,
+          t_source_auth_and_tls, t_source_reconnects].
 
 init_per_suite(Config) ->
     Data = filename:join(?config(priv_dir, Config), "data"),
@@ -178,3 +179,59 @@ t_source_errors(_) ->
     ?assertMatch({404, _}, call(get, "/sources/mqtt:nope")),
     ?assertMatch({404, #{<<"message">> := <<"Invalid source ID, unknown resource type: kafka_producer">>}},
                  call(get, "/sources/kafka_producer:x")).
+
+mqtt(K) -> binary_to_list(maps:get(K, ec_test_util:mqtt())).
+
+source_status(Id) ->
+    {200, S} = call(get, "/sources/" ++ Id),
+    S.
+
+%% username/password and TLS (verify_peer against the test CA) to the broker
+t_source_auth_and_tls(_) ->
+    Topic = ec_test_util:unique_topic(<<"e2e-tls">>),
+    ok = setup_sink(Topic, sql()),
+    User = list_to_binary(mqtt(<<"MQTT_USER">>)),
+    Pw = list_to_binary(mqtt(<<"MQTT_PASSWORD">>)),
+    Auth = list_to_binary("127.0.0.1:" ++ mqtt(<<"MQTT_AUTH_PORT">>)),
+    Tls = list_to_binary("127.0.0.1:" ++ mqtt(<<"MQTT_TLS_PORT">>)),
+    Ca = list_to_binary(mqtt(<<"MQTT_CA">>)),
+    setup_source(<<"auth">>, <<"vehicles/#">>, #{<<"server">> => Auth, <<"username">> => User, <<"password">> => Pw}),
+    setup_source(<<"tls">>, <<"vehicles/#">>,
+                 #{<<"server">> => Tls, <<"username">> => User, <<"password">> => Pw,
+                   <<"ssl">> => #{<<"enable">> => true, <<"verify">> => <<"verify_peer">>, <<"cacertfile">> => Ca}}),
+    pub("vehicles/VIN-T", [<<"{\"vin\":\"VIN-T\",\"seq\":1,\"speed\":1}">>], ""),
+    %% one message, two sources: two records
+    ?assertEqual(2, length(ec_test_util:consume(Topic, 2))),
+    ?assertMatch({200, #{<<"metrics">> := #{<<"received">> := 1}}}, call(get, "/sources/mqtt:tls/metrics")),
+    %% a wrong password: refused by the broker, with the reason
+    {201, _} = call(post, "/connectors", #{<<"type">> => <<"mqtt">>, <<"name">> => <<"m_badpw">>, <<"server">> => Auth,
+                                           <<"username">> => User, <<"password">> => <<"wrong">>}),
+    {201, _} = call(post, "/sources", #{<<"type">> => <<"mqtt">>, <<"name">> => <<"badpw">>, <<"connector">> => <<"m_badpw">>,
+                                        <<"parameters">> => #{<<"topic">> => <<"x/#">>}}),
+    ec_test_util:wait_until(fun() -> maps:get(<<"status_reason">>, source_status("mqtt:badpw"), <<>>) =/= <<>> end, 10000),
+    #{<<"status">> := St1, <<"status_reason">> := R1} = source_status("mqtt:badpw"),
+    ?assertNotEqual(<<"connected">>, St1),
+    ?assertMatch({match, _}, re:run(R1, "refused|not authori[sz]ed", [caseless]), R1),
+    %% TLS verified against the system bundle: the test CA is not in it
+    {201, _} = call(post, "/connectors", #{<<"type">> => <<"mqtt">>, <<"name">> => <<"m_badca">>, <<"server">> => Tls,
+                                           <<"username">> => User, <<"password">> => Pw,
+                                           <<"ssl">> => #{<<"enable">> => true, <<"verify">> => <<"verify_peer">>}}),
+    {201, _} = call(post, "/sources", #{<<"type">> => <<"mqtt">>, <<"name">> => <<"badca">>, <<"connector">> => <<"m_badca">>,
+                                        <<"parameters">> => #{<<"topic">> => <<"x/#">>}}),
+    ec_test_util:wait_until(fun() -> maps:get(<<"status_reason">>, source_status("mqtt:badca"), <<>>) =/= <<>> end, 10000),
+    ?assertNotEqual(<<"connected">>, maps:get(<<"status">>, source_status("mqtt:badca"))).
+
+%% the broker goes away and comes back: the source reconnects and resubscribes
+t_source_reconnects(_) ->
+    Topic = ec_test_util:unique_topic(<<"e2e-reconnect">>),
+    ok = setup_sink(Topic, sql()),
+    setup_source(<<"rc">>, <<"vehicles/#">>, #{<<"clean_start">> => true}),
+    Dir = filename:join([ec_test_util:root(), "_build", "test", "services", "mqtt"]),
+    {0, _} = ec_test_util:script("mqtt.sh", ["stop", Dir]),
+    ec_test_util:wait_until(fun() -> maps:get(<<"status">>, source_status("mqtt:rc")) =/= <<"connected">> end, 10000),
+    {0, _} = ec_test_util:script("mqtt.sh", ["start", Dir]),
+    ec_test_util:wait_until(fun() -> maps:get(<<"status">>, source_status("mqtt:rc")) =:= <<"connected">> end, 40000),
+    timer:sleep(500), %% the SUBSCRIBE follows the CONNACK
+    pub("vehicles/VIN-RC", [<<"{\"vin\":\"VIN-RC\",\"seq\":1,\"speed\":1}">>], ""),
+    [R] = ec_test_util:consume(Topic, 1),
+    ?assertEqual(<<"VIN-RC">>, maps:get(<<"key">>, R)).
