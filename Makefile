@@ -30,7 +30,7 @@ endif
 
 ERTS_INCLUDE := $(shell erl -noshell -eval 'io:format("~ts/erts-~ts/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
 
-CORE_SRC  = $(wildcard c_src/core/*.c) $(wildcard c_src/sql/*.c) $(wildcard c_src/sink/*.c) $(wildcard c_src/kafka/*.c) $(wildcard c_src/mqtt/*.c) $(wildcard c_src/tester/*.c)
+CORE_SRC  = $(wildcard c_src/core/*.c) $(wildcard c_src/sql/*.c) $(wildcard c_src/sink/*.c) $(wildcard c_src/kafka/*.c) $(wildcard c_src/mqtt/*.c) $(wildcard c_src/buffer/*.c) $(wildcard c_src/tester/*.c)
 NIF_SRC   = $(wildcard c_src/nif/*.c)
 CLI_SRC   = $(wildcard c_src/cli/*.c)
 TEST_SRC  = $(wildcard c_src/tests/*.c)

@@ -1,0 +1,518 @@
+/* segq.c - durable segment-file FIFO (see segq.h). */
+#include "segq.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zlib.h>
+
+typedef struct seginfo {
+    uint64_t num;
+    uint64_t size; /* valid end */
+} seginfo;
+
+typedef struct inflight {
+    uint64_t seg, end;
+    uint32_t len;
+    bool acked;
+} inflight;
+
+struct segq {
+    char *dir;
+    uint64_t seg_bytes;
+    uint32_t fsync_ms;
+    uint64_t last_sync;
+    seginfo *segs;
+    uint32_t nsegs, cap;
+    int tail_fd; /* the last segment, for appending (-1: none open) */
+    bool tail_dirty, commit_dirty;
+    int commit_fd;
+    uint64_t c_seg, c_off; /* acknowledged prefix */
+    uint64_t r_seg, r_off; /* next record to hand out */
+    int r_fd;              /* cached read descriptor of r_fd_seg */
+    uint64_t r_fd_seg;
+    uint8_t *rbuf;
+    size_t rcap;
+    uint64_t next_id, next_read_id;
+    inflight *fl; /* ring: handed out, not committed; ids next_read_id - fl_n .. */
+    size_t fl_head, fl_n, fl_cap;
+    uint64_t pending, pending_bytes;
+};
+
+/* ---- little helpers ------------------------------------------------------------- */
+
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p) {
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static ec_status sys_fail(ec_error *err, const char *what, const char *path) {
+    return ec_fail(err, EC_EINVAL, "%s %s: %s", what, path, strerror(errno));
+}
+
+static void seg_path(const segq *q, uint64_t num, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%020llu.seg", q->dir, (unsigned long long)num);
+}
+
+static bool read_full(int fd, void *buf, size_t n, uint64_t off) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+static bool ensure_rbuf(segq *q, size_t n) {
+    if (n <= q->rcap) return true;
+    size_t cap = q->rcap ? q->rcap : 4096;
+    while (cap < n)
+        cap *= 2;
+    uint8_t *p = realloc(q->rbuf, cap);
+    if (!p) return false;
+    q->rbuf = p;
+    q->rcap = cap;
+    return true;
+}
+
+static uint32_t rec_crc(const uint8_t *hdr8, const void *payload, uint32_t len) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    c = crc32(c, hdr8, 8);
+    return (uint32_t)crc32(c, payload, len);
+}
+
+static int seg_index(const segq *q, uint64_t num) {
+    for (uint32_t i = 0; i < q->nsegs; i++)
+        if (q->segs[i].num == num) return (int)i;
+    return -1;
+}
+
+/* ---- commit marker ------------------------------------------------------------- */
+
+#define COMMIT_SIZE 28
+
+static ec_status write_commit(segq *q, ec_error *err) {
+    uint8_t b[COMMIT_SIZE];
+    memcpy(b, "ECCM", 4);
+    put32(b + 4, SEGQ_FORMAT);
+    put64(b + 8, q->c_seg);
+    put64(b + 16, q->c_off);
+    put32(b + 24, (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, 24));
+    if (pwrite(q->commit_fd, b, sizeof b, 0) != (ssize_t)sizeof b)
+        return sys_fail(err, "cannot write the commit marker in", q->dir);
+    q->commit_dirty = true;
+    return EC_OK;
+}
+
+static bool read_commit(segq *q) {
+    uint8_t b[COMMIT_SIZE];
+    if (!read_full(q->commit_fd, b, sizeof b, 0)) return false;
+    if (memcmp(b, "ECCM", 4) || get32(b + 4) != SEGQ_FORMAT ||
+        get32(b + 24) != (uint32_t)crc32(crc32(0L, Z_NULL, 0), b, 24))
+        return false;
+    q->c_seg = get64(b + 8);
+    q->c_off = get64(b + 16);
+    return true;
+}
+
+/* ---- open: scan and repair ------------------------------------------------------ */
+
+static int cmp_seg(const void *a, const void *b) {
+    uint64_t x = ((const seginfo *)a)->num, y = ((const seginfo *)b)->num;
+    return x < y ? -1 : x > y;
+}
+
+static bool add_seg(segq *q, uint64_t num, uint64_t size) {
+    if (q->nsegs == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 8;
+        seginfo *s = realloc(q->segs, sizeof *s * cap);
+        if (!s) return false;
+        q->segs = s;
+        q->cap = cap;
+    }
+    q->segs[q->nsegs++] = (seginfo){num, size};
+    return true;
+}
+
+/* validates segment i, cutting it at the first bad record; counts what is
+ * after the commit marker */
+static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
+    char path[4096];
+    seg_path(q, q->segs[i].num, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0) close(fd);
+        q->segs[i].size = 0;
+        rep->bad_segments++;
+        return;
+    }
+    uint64_t size = (uint64_t)st.st_size, off = SEGQ_SEG_HEADER;
+    uint8_t h[SEGQ_SEG_HEADER];
+    bool bad = false;
+    if (!read_full(fd, h, sizeof h, 0) || memcmp(h, "ECSEG\0", 6) ||
+        (h[6] | h[7] << 8) != SEGQ_FORMAT || get64(h + 8) != q->segs[i].num) {
+        off = 0; /* nothing usable */
+        bad = true;
+    }
+    while (!bad && off < size) {
+        uint8_t rh[SEGQ_REC_HEADER];
+        uint32_t len;
+        if (size - off < SEGQ_REC_HEADER || !read_full(fd, rh, sizeof rh, off) || rh[0] != 0xEC ||
+            rh[1] != SEGQ_FORMAT || (len = get32(rh + 4)) > SEGQ_MAX_RECORD ||
+            size - off - SEGQ_REC_HEADER < len || !ensure_rbuf(q, len) ||
+            (len && !read_full(fd, q->rbuf, len, off + SEGQ_REC_HEADER)) ||
+            rec_crc(rh, q->rbuf, len) != get32(rh + 8)) {
+            bad = true;
+            break;
+        }
+        bool after_commit =
+            q->segs[i].num > q->c_seg || (q->segs[i].num == q->c_seg && off >= q->c_off);
+        if (after_commit) {
+            rep->pending++;
+            rep->pending_bytes += len;
+        }
+        off += SEGQ_REC_HEADER + len;
+    }
+    if (bad) {
+        rep->bad_segments++;
+        rep->skipped_bytes += size - off;
+        if (off == 0) {
+            close(fd);
+            unlink(path);
+            q->segs[i].size = 0;
+            return;
+        }
+        if (ftruncate(fd, (off_t)off) == 0) fdatasync(fd);
+    }
+    close(fd);
+    q->segs[i].size = off;
+}
+
+ec_status segq_open(const char *dir, uint64_t segment_bytes, uint32_t fsync_ms, segq **out,
+                    segq_report *rep, ec_error *err) {
+    memset(rep, 0, sizeof *rep);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return sys_fail(err, "cannot create", dir);
+    segq *q = calloc(1, sizeof *q);
+    if (!q || !(q->dir = strdup(dir))) {
+        free(q);
+        return ec_fail(err, EC_ENOMEM, "out of memory");
+    }
+    q->seg_bytes = segment_bytes < 4096 ? 4096 : segment_bytes;
+    q->fsync_ms = fsync_ms;
+    q->tail_fd = q->r_fd = q->commit_fd = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/commit", dir);
+    q->commit_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->commit_fd < 0) {
+        sys_fail(err, "cannot open", path);
+        segq_close(q);
+        return EC_EINVAL;
+    }
+    struct stat cst;
+    bool had_commit = fstat(q->commit_fd, &cst) == 0 && cst.st_size > 0;
+    bool commit_ok = had_commit && read_commit(q);
+    rep->commit_unreadable = had_commit && !commit_ok;
+    DIR *d = opendir(dir);
+    if (!d) {
+        sys_fail(err, "cannot list", dir);
+        segq_close(q);
+        return EC_EINVAL;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        unsigned long long num = strtoull(e->d_name, &end, 10);
+        if (end != e->d_name && !strcmp(end, ".seg") && strlen(e->d_name) == 24 &&
+            !add_seg(q, num, 0)) {
+            closedir(d);
+            segq_close(q);
+            return ec_fail(err, EC_ENOMEM, "out of memory");
+        }
+    }
+    closedir(d);
+    if (q->nsegs) qsort(q->segs, q->nsegs, sizeof *q->segs, cmp_seg);
+    if (!commit_ok) { /* replay everything there is */
+        q->c_seg = q->nsegs ? q->segs[0].num : 1;
+        q->c_off = SEGQ_SEG_HEADER;
+    }
+    /* drop what the marker says is acknowledged, validate the rest */
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < q->nsegs; i++) {
+        if (q->segs[i].num < q->c_seg) {
+            seg_path(q, q->segs[i].num, path, sizeof path);
+            unlink(path);
+            continue;
+        }
+        q->segs[keep] = q->segs[i];
+        scan_segment(q, keep, rep);
+        if (q->segs[keep].size > 0) keep++;
+    }
+    q->nsegs = keep;
+    /* the read cursor starts at the marker (or the first segment after it) */
+    int ci = seg_index(q, q->c_seg);
+    if (ci >= 0 && q->c_off > q->segs[ci].size) q->c_off = q->segs[ci].size; /* cut below it */
+    if (ci < 0) {
+        q->c_seg = q->nsegs ? q->segs[0].num : q->c_seg;
+        q->c_off = SEGQ_SEG_HEADER;
+    }
+    q->r_seg = q->c_seg;
+    q->r_off = q->c_off;
+    q->pending = rep->pending;
+    q->pending_bytes = rep->pending_bytes;
+    q->next_id = rep->pending;
+    if (write_commit(q, err) != EC_OK) {
+        segq_close(q);
+        return EC_EINVAL;
+    }
+    *out = q;
+    return EC_OK;
+}
+
+/* ---- append ----------------------------------------------------------------------- */
+
+static ec_status roll(segq *q, ec_error *err) {
+    if (q->tail_fd >= 0) {
+        if (q->tail_dirty) fdatasync(q->tail_fd);
+        close(q->tail_fd);
+        q->tail_fd = -1;
+        q->tail_dirty = false;
+    }
+    uint64_t num = q->nsegs ? q->segs[q->nsegs - 1].num + 1 : (q->c_seg ? q->c_seg : 1);
+    char path[4096];
+    seg_path(q, num, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_fail(err, "cannot create", path);
+    uint8_t h[SEGQ_SEG_HEADER];
+    memcpy(h, "ECSEG\0", 6);
+    h[6] = SEGQ_FORMAT & 0xff;
+    h[7] = SEGQ_FORMAT >> 8;
+    put64(h + 8, num);
+    if (write(fd, h, sizeof h) != (ssize_t)sizeof h || !add_seg(q, num, SEGQ_SEG_HEADER)) {
+        close(fd);
+        unlink(path);
+        return sys_fail(err, "cannot write", path);
+    }
+    q->tail_fd = fd;
+    q->tail_dirty = true;
+    if (q->nsegs == 1 && q->pending == 0) { /* the queue was empty: start here */
+        q->c_seg = q->r_seg = num;
+        q->c_off = q->r_off = SEGQ_SEG_HEADER;
+    }
+    return EC_OK;
+}
+
+static ec_status open_tail(segq *q, ec_error *err) {
+    char path[4096];
+    seg_path(q, q->segs[q->nsegs - 1].num, path, sizeof path);
+    q->tail_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    return q->tail_fd < 0 ? sys_fail(err, "cannot open", path) : EC_OK;
+}
+
+ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+    if (len > SEGQ_MAX_RECORD) return ec_fail(err, EC_ELIMIT, "record of %u bytes: too large", len);
+    ec_status st;
+    if (q->tail_fd < 0 && q->nsegs && (st = open_tail(q, err))) return st;
+    seginfo *t = q->nsegs ? &q->segs[q->nsegs - 1] : NULL;
+    if (!t || (t->size > SEGQ_SEG_HEADER && t->size + SEGQ_REC_HEADER + len > q->seg_bytes)) {
+        if ((st = roll(q, err))) return st;
+        t = &q->segs[q->nsegs - 1];
+    }
+    uint8_t h[SEGQ_REC_HEADER] = {0xEC, SEGQ_FORMAT, 0, 0};
+    put32(h + 4, len);
+    put32(h + 8, rec_crc(h, data, len));
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
+    ssize_t w = writev(q->tail_fd, iov, 2);
+    if (w != (ssize_t)(sizeof h + len)) {
+        /* a short write leaves a torn record: cut it so the file stays valid */
+        if (ftruncate(q->tail_fd, (off_t)t->size) != 0) { /* next open cuts it */
+        }
+        return sys_fail(err, "cannot append to segment in", q->dir);
+    }
+    t->size += sizeof h + len;
+    q->tail_dirty = true;
+    q->pending++;
+    q->pending_bytes += len;
+    if (id) *id = q->next_id;
+    q->next_id++;
+    if (q->fsync_ms == 0) return segq_sync(q, err);
+    return EC_OK;
+}
+
+/* ---- read, ack ------------------------------------------------------------------------ */
+
+static bool fl_push(segq *q, inflight f) {
+    if (q->fl_n == q->fl_cap) {
+        size_t cap = q->fl_cap ? q->fl_cap * 2 : 64;
+        inflight *n = malloc(sizeof *n * cap);
+        if (!n) return false;
+        for (size_t i = 0; i < q->fl_n; i++)
+            n[i] = q->fl[(q->fl_head + i) % q->fl_cap];
+        free(q->fl);
+        q->fl = n;
+        q->fl_cap = cap;
+        q->fl_head = 0;
+    }
+    q->fl[(q->fl_head + q->fl_n) % q->fl_cap] = f;
+    q->fl_n++;
+    return true;
+}
+
+int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err) {
+    for (;;) {
+        int i = seg_index(q, q->r_seg);
+        if (i < 0) {
+            /* the cursor's segment is gone or not made yet: the next one */
+            uint32_t j = 0;
+            while (j < q->nsegs && q->segs[j].num < q->r_seg)
+                j++;
+            if (j == q->nsegs) return 0;
+            q->r_seg = q->segs[j].num;
+            q->r_off = SEGQ_SEG_HEADER;
+            continue;
+        }
+        if (q->r_off >= q->segs[i].size) {
+            if ((uint32_t)i + 1 >= q->nsegs) return 0;
+            q->r_seg = q->segs[i + 1].num;
+            q->r_off = SEGQ_SEG_HEADER;
+            continue;
+        }
+        if (q->r_fd < 0 || q->r_fd_seg != q->r_seg) {
+            if (q->r_fd >= 0) close(q->r_fd);
+            char path[4096];
+            seg_path(q, q->r_seg, path, sizeof path);
+            if ((q->r_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+                sys_fail(err, "cannot open", path);
+                return -1;
+            }
+            q->r_fd_seg = q->r_seg;
+        }
+        uint8_t h[SEGQ_REC_HEADER];
+        uint32_t n;
+        if (!read_full(q->r_fd, h, sizeof h, q->r_off) || (n = get32(h + 4)) > SEGQ_MAX_RECORD ||
+            !ensure_rbuf(q, n ? n : 1) ||
+            (n && !read_full(q->r_fd, q->rbuf, n, q->r_off + sizeof h))) {
+            ec_fail(err, EC_EINVAL, "cannot read segment %llu in %s", (unsigned long long)q->r_seg,
+                    q->dir);
+            return -1;
+        }
+        uint64_t end = q->r_off + sizeof h + n;
+        if (!fl_push(q, (inflight){q->r_seg, end, n, false})) {
+            ec_fail(err, EC_ENOMEM, "out of memory");
+            return -1;
+        }
+        q->r_off = end;
+        *data = q->rbuf;
+        *len = n;
+        *id = q->next_read_id++;
+        return 1;
+    }
+}
+
+static void delete_before(segq *q, uint64_t num) {
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < q->nsegs; i++) {
+        if (q->segs[i].num < num && i + 1 < q->nsegs) { /* never the tail */
+            char path[4096];
+            seg_path(q, q->segs[i].num, path, sizeof path);
+            unlink(path);
+            continue;
+        }
+        q->segs[keep++] = q->segs[i];
+    }
+    q->nsegs = keep;
+}
+
+ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
+    uint64_t first = q->next_read_id - q->fl_n;
+    if (id < first || id >= q->next_read_id) return EC_OK;
+    q->fl[(q->fl_head + (id - first)) % q->fl_cap].acked = true;
+    bool moved = false;
+    while (q->fl_n && q->fl[q->fl_head].acked) {
+        inflight *f = &q->fl[q->fl_head];
+        q->c_seg = f->seg;
+        q->c_off = f->end;
+        q->pending--;
+        q->pending_bytes -= f->len;
+        q->fl_head = (q->fl_head + 1) % q->fl_cap;
+        q->fl_n--;
+        moved = true;
+    }
+    if (!moved) return EC_OK;
+    /* a segment read to its end is done once the marker reaches its end */
+    int ci = seg_index(q, q->c_seg);
+    if (ci >= 0 && q->c_off >= q->segs[ci].size && (uint32_t)ci + 1 < q->nsegs) {
+        q->c_seg = q->segs[ci + 1].num;
+        q->c_off = SEGQ_SEG_HEADER;
+    }
+    delete_before(q, q->c_seg);
+    return write_commit(q, err);
+}
+
+void segq_rewind(segq *q) {
+    q->next_read_id -= q->fl_n;
+    q->fl_n = 0;
+    q->fl_head = 0;
+    q->r_seg = q->c_seg;
+    q->r_off = q->c_off;
+}
+
+ec_status segq_sync(segq *q, ec_error *err) {
+    if (q->tail_fd >= 0 && q->tail_dirty) {
+        if (fdatasync(q->tail_fd) != 0) return sys_fail(err, "cannot sync segment in", q->dir);
+        q->tail_dirty = false;
+    }
+    if (q->commit_dirty) {
+        if (fdatasync(q->commit_fd) != 0) return sys_fail(err, "cannot sync the marker in", q->dir);
+        q->commit_dirty = false;
+    }
+    return EC_OK;
+}
+
+ec_status segq_maybe_sync(segq *q, uint64_t now_ms, ec_error *err) {
+    if (now_ms - q->last_sync < q->fsync_ms) return EC_OK;
+    q->last_sync = now_ms;
+    return segq_sync(q, err);
+}
+
+uint64_t segq_pending(const segq *q) {
+    return q->pending;
+}
+uint64_t segq_pending_bytes(const segq *q) {
+    return q->pending_bytes;
+}
+uint32_t segq_segments(const segq *q) {
+    return q->nsegs;
+}
+
+void segq_close(segq *q) {
+    if (!q) return;
+    ec_error err;
+    if (q->commit_fd >= 0) segq_sync(q, &err);
+    if (q->tail_fd >= 0) close(q->tail_fd);
+    if (q->r_fd >= 0) close(q->r_fd);
+    if (q->commit_fd >= 0) close(q->commit_fd);
+    free(q->segs);
+    free(q->rbuf);
+    free(q->fl);
+    free(q->dir);
+    free(q);
+}

@@ -1,0 +1,89 @@
+/* segq.h - a durable FIFO of records in append-only segment files: the
+ * storage of the disk buffer mode (issue 5), one queue per topic-partition.
+ *
+ * Layout of a queue directory:
+ *   00000000000000000001.seg ...  segments of at most segment_bytes (a single
+ *                                 larger record gets a segment of its own)
+ *   commit                        the acknowledged prefix: (segment, offset)
+ * A segment starts with a 16-byte header ("ECSEG\0", format version u16,
+ * segment number u64). Each record is a 12-byte header (0xEC, format version,
+ * two reserved bytes, u32 length, u32 CRC-32 of the first 8 header bytes and
+ * the payload) followed by the payload; integers little-endian. The commit
+ * file holds (segment, offset) with its own CRC; it only moves forward, over
+ * records acknowledged in order (segq_ack marks any record; the marker
+ * advances over the contiguous acknowledged prefix).
+ *
+ * Opening replays: every record after the commit marker is pending again
+ * (at-least-once: what was sent but not acknowledged before a crash is sent
+ * again). A torn or corrupt record ends its segment: the rest of that
+ * segment is cut off (ftruncate), counted in the report, and reading goes on
+ * with the next segment; start-up never fails on bad data. An unreadable
+ * commit marker replays from the oldest segment (duplicates, not loss).
+ *
+ * Durability: appends are written at once (write(2)); segq_sync makes them
+ * and the marker durable (fdatasync). The caller decides when: after every
+ * append (fsync_ms = 0) or batched (segq_maybe_sync every fsync_ms).
+ *
+ * @locality every function does file I/O: dirty schedulers or C threads. Not
+ * thread-safe: one owner (or the caller's lock). */
+#ifndef EC_SEGQ_H
+#define EC_SEGQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+#define SEGQ_FORMAT     1
+#define SEGQ_SEG_HEADER 16
+#define SEGQ_REC_HEADER 12
+#define SEGQ_MAX_RECORD (64u << 20)
+
+typedef struct segq segq;
+
+typedef struct segq_report {
+    uint64_t pending;       /* records after the commit marker, replayed */
+    uint64_t pending_bytes; /* their payload bytes */
+    uint64_t skipped_bytes; /* cut off after torn/corrupt records */
+    uint32_t bad_segments;  /* segments that had a bad record or header */
+    bool commit_unreadable; /* the marker was corrupt: replayed from the oldest */
+} segq_report;
+
+/* Opens (creating) the queue in dir. */
+ec_status segq_open(const char *dir, uint64_t segment_bytes, uint32_t fsync_ms, segq **out,
+                    segq_report *rep, ec_error *err);
+
+/* Appends one record (len <= SEGQ_MAX_RECORD). Returns its id (ids grow by
+ * one per record, from 0 at open for the replayed ones). */
+ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err);
+
+/* The next record not yet handed out: 1 with *data and *len (valid until the
+ * next call) and *id, 0 when none, -1 on an I/O error (in err). */
+int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err);
+
+/* Marks a handed-out record acknowledged; the marker advances over the
+ * contiguous acknowledged prefix and fully acknowledged segments are
+ * deleted. Unknown ids are ignored. */
+ec_status segq_ack(segq *q, uint64_t id, ec_error *err);
+
+/* Puts every handed-out, unacknowledged record back in front (a producer
+ * restart): they are handed out again, in order. */
+void segq_rewind(segq *q);
+
+/* fdatasync of the tail segment and the marker. */
+ec_status segq_sync(segq *q, ec_error *err);
+/* segq_sync when fsync_ms passed since the last one (now in ms, monotonic). */
+ec_status segq_maybe_sync(segq *q, uint64_t now_ms, ec_error *err);
+
+/* Records appended or replayed and not yet behind the commit marker (an
+ * acknowledged record after an unacknowledged one still counts), and their
+ * payload bytes. */
+uint64_t segq_pending(const segq *q);
+uint64_t segq_pending_bytes(const segq *q);
+/* Number of segment files on disk. */
+uint32_t segq_segments(const segq *q);
+
+/* Syncs and closes (what is not acknowledged stays for the next open). */
+void segq_close(segq *q);
+
+#endif

@@ -1,0 +1,243 @@
+/* test_segq.c - the disk buffer's segment queue: order, acknowledged prefix,
+ * replay after reopen (crash), segment roll and deletion, and start-up on a
+ * torn tail, a corrupt record in the middle and a garbled commit marker. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../buffer/segq.h"
+#include "test.h"
+
+static void tmpdir(char *buf, size_t n) {
+    snprintf(buf, n, "/tmp/ec-segq-XXXXXX");
+    if (!mkdtemp(buf)) buf[0] = 0;
+}
+
+static void rmrf(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void rec(char *buf, size_t n, int i) {
+    snprintf(buf, n, "record-%04d-%s", i, i % 3 ? "short" : "a somewhat longer payload here");
+}
+
+static int next_str(segq *q, char *out, size_t n, uint64_t *id) {
+    const void *d;
+    uint32_t len;
+    ec_error err;
+    int r = segq_next(q, &d, &len, id, &err);
+    if (r == 1) snprintf(out, n, "%.*s", (int)len, (const char *)d);
+    return r;
+}
+
+TEST(segq_append_read_ack_replay) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 0);
+    char b[128], got[128];
+    enum { N = 1000 };
+    for (int i = 0; i < N; i++) { /* several 4 KiB segments */
+        rec(b, sizeof b, i);
+        uint64_t id;
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+        CHECK_INT(id, i);
+    }
+    CHECK(segq_segments(q) > 3);
+    CHECK_INT(segq_pending(q), N);
+    /* hand out 100, acknowledge 0..49 and 60..99 (not 50..59) */
+    for (int i = 0; i < 100; i++) {
+        uint64_t id;
+        REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+        rec(b, sizeof b, i);
+        CHECK_STR(got, b);
+        CHECK_INT(id, i);
+    }
+    for (int i = 0; i < 100; i++)
+        if (i < 50 || i >= 60) CHECK(segq_ack(q, (uint64_t)i, &err) == EC_OK);
+    CHECK_INT(segq_pending(q), N - 50); /* 60..99 wait behind 50..59 */
+    uint32_t segs_before = segq_segments(q);
+    /* "crash": reopen without acknowledging 50..59 */
+    segq_close(q);
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, N - 50); /* 50.. again, 60..99 included (at-least-once) */
+    CHECK_INT(rep.skipped_bytes, 0);
+    CHECK_INT(rep.bad_segments, 0);
+    CHECK(!rep.commit_unreadable);
+    CHECK(segq_segments(q) <= segs_before);
+    uint64_t id;
+    REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+    rec(b, sizeof b, 50);
+    CHECK_STR(got, b);
+    CHECK_INT(id, 0);
+    /* acknowledge everything: segments go, one (the tail) stays */
+    CHECK(segq_ack(q, id, &err) == EC_OK);
+    int n = 1;
+    while (next_str(q, got, sizeof got, &id) == 1) {
+        CHECK(segq_ack(q, id, &err) == EC_OK);
+        n++;
+    }
+    CHECK_INT(n, N - 50);
+    CHECK_INT(segq_pending(q), 0);
+    CHECK_INT(segq_segments(q), 1);
+    /* appends after everything was acknowledged are read next */
+    REQUIRE(segq_append(q, "after", 5, &id, &err) == EC_OK);
+    REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+    CHECK_STR(got, "after");
+    segq_close(q);
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 1);
+    segq_close(q);
+    rmrf(dir);
+}
+
+TEST(segq_rewind_hands_out_again) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 1 << 20, 0, &q, &rep, &err) == EC_OK);
+    for (int i = 0; i < 5; i++) {
+        char b[16];
+        snprintf(b, sizeof b, "r%d", i);
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), NULL, &err) == EC_OK);
+    }
+    char got[16];
+    uint64_t id;
+    for (int i = 0; i < 3; i++)
+        REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+    CHECK(segq_ack(q, 0, &err) == EC_OK);
+    segq_rewind(q); /* 1 and 2 were out: they come again */
+    REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+    CHECK_STR(got, "r1");
+    CHECK_INT(id, 1);
+    segq_close(q);
+    rmrf(dir);
+}
+
+static void file_in(const char *dir, const char *name, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", dir, name);
+}
+
+/* writes n records, closes, and returns the path of the one segment */
+static void fill(const char *dir, int n, char *seg, size_t cap) {
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    if (segq_open(dir, 1 << 20, 1000, &q, &rep, &err) != EC_OK) return;
+    for (int i = 0; i < n; i++) {
+        char b[128];
+        rec(b, sizeof b, i);
+        segq_append(q, b, (uint32_t)strlen(b), NULL, &err);
+    }
+    segq_close(q);
+    file_in(dir, "00000000000000000001.seg", seg, cap);
+}
+
+TEST(segq_torn_tail_cut_and_counted) {
+    char dir[64], seg[128];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    fill(dir, 10, seg, sizeof seg);
+    struct stat st;
+    REQUIRE(stat(seg, &st) == 0);
+    /* power loss in the middle of the last record */
+    REQUIRE(truncate(seg, st.st_size - 7) == 0);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 9);
+    CHECK(rep.skipped_bytes > 0);
+    CHECK_INT(rep.bad_segments, 1);
+    /* appending goes on after the cut, and reads are whole */
+    REQUIRE(segq_append(q, "new", 3, NULL, &err) == EC_OK);
+    char got[128], b[128];
+    uint64_t id;
+    int n = 0;
+    while (next_str(q, got, sizeof got, &id) == 1) {
+        if (n < 9) {
+            rec(b, sizeof b, n);
+            CHECK_STR(got, b);
+        } else {
+            CHECK_STR(got, "new");
+        }
+        n++;
+    }
+    CHECK_INT(n, 10);
+    segq_close(q);
+    rmrf(dir);
+}
+
+TEST(segq_corrupt_record_ends_its_segment) {
+    char dir[64], seg[128];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    fill(dir, 10, seg, sizeof seg);
+    /* flip a payload byte of the 4th record */
+    int fd = open(seg, O_RDWR);
+    REQUIRE(fd >= 0);
+    off_t off = SEGQ_SEG_HEADER;
+    for (int i = 0; i < 3; i++) {
+        char b[128];
+        rec(b, sizeof b, i);
+        off += SEGQ_REC_HEADER + (off_t)strlen(b);
+    }
+    char c;
+    REQUIRE(pread(fd, &c, 1, off + SEGQ_REC_HEADER + 2) == 1);
+    c ^= 0x40;
+    REQUIRE(pwrite(fd, &c, 1, off + SEGQ_REC_HEADER + 2) == 1);
+    close(fd);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 3);
+    CHECK_INT(rep.bad_segments, 1);
+    struct stat st;
+    REQUIRE(stat(seg, &st) == 0);
+    CHECK_INT(st.st_size, off); /* cut at the bad record */
+    segq_close(q);
+    rmrf(dir);
+}
+
+TEST(segq_garbled_marker_replays_all) {
+    char dir[64], seg[128], marker[128];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    fill(dir, 6, seg, sizeof seg);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    char got[128];
+    uint64_t id;
+    for (int i = 0; i < 4; i++) {
+        REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+        CHECK(segq_ack(q, id, &err) == EC_OK);
+    }
+    segq_close(q);
+    file_in(dir, "commit", marker, sizeof marker);
+    int fd = open(marker, O_RDWR);
+    REQUIRE(fd >= 0);
+    REQUIRE(pwrite(fd, "garbage!", 8, 10) == 8);
+    close(fd);
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK(rep.commit_unreadable);
+    CHECK_INT(rep.pending, 6); /* duplicates, never loss */
+    segq_close(q);
+    /* a good marker again after that open */
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK(!rep.commit_unreadable);
+    segq_close(q);
+    rmrf(dir);
+}
