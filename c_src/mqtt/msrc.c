@@ -271,9 +271,13 @@ static void *run(void *arg) {
     return NULL;
 }
 
+static void lib_init_once(void) {
+    mosquitto_lib_init();
+}
+
 void msrc_lib_init(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, (void (*)(void))mosquitto_lib_init);
+    pthread_once(&once, lib_init_once);
 }
 
 ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_error *err) {
