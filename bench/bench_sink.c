@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../c_src/core/json.h"
 #include "../c_src/kafka/kaction.h"
@@ -47,6 +48,7 @@ typedef struct bench_case {
     size_t value_len;
     const char *strategy;
     int n;
+    const char *buffer_dir; /* disk mode when set */
 } bench_case;
 
 static void conn_and_action(const bench_case *c, arena *a, kconf_connector *conn, kconf_action *act) {
@@ -65,10 +67,13 @@ static void conn_and_action(const bench_case *c, arena *a, kconf_connector *conn
         conn->props.kv[2 * conn->props.n + 1] = "1";
         conn->props.n++;
     }
+    char buf[300] = "";
+    if (c->buffer_dir)
+        snprintf(buf, sizeof buf, ",\"buffer\":{\"mode\":\"disk\"}},\"buffer_dir\":\"%s\"", c->buffer_dir);
     snprintf(conf, sizeof conf,
              "{\"parameters\":{\"topic\":\"%s\",\"partition_strategy\":\"%s\",\"required_acks\":\"all_isr\","
-             "\"message\":{\"key\":\"${clientid}\",\"value\":\"${payload}\"}}}",
-             c->topic, c->strategy);
+             "\"message\":{\"key\":\"${clientid}\",\"value\":\"${payload}\"}%s}",
+             c->topic, c->strategy, c->buffer_dir ? buf : "}");
     if (json_decode(a, arena_strndup(a, conf, strlen(conf)), strlen(conf), NULL, &av, &err) ||
         kconf_action_parse(&av, false, a, act, &err)) {
         fprintf(stderr, "action: %s\n", err.msg);
@@ -195,12 +200,12 @@ int main(void) {
     int n = getenv("BENCH_RECORDS") ? atoi(getenv("BENCH_RECORDS")) : 100000;
     printf("%d records per run, medians of 5 runs\n", n);
     printf("%-8s %-13s %6s %12s %12s %7s\n", "cluster", "strategy", "value", "action r/s", "raw r/s", "ratio");
-    for (int where = 0; where < 2; where++) {
+    for (int where = 0; where < 2 && !getenv("BENCH_DISK_ONLY"); where++) {
         if (where == 1 && !real) break;
         for (int s = 0; s < 2; s++)
             for (int v = 0; v < 2; v++) {
                 bench_case c = {where ? real : NULL, where ? real_topic : "bench-mock", v ? 1024 : 100,
-                                s ? "key_dispatch" : "random", n};
+                                s ? "key_dispatch" : "random", n, NULL};
                 /* 5 rounds, alternating which runs first; medians of each */
                 double raws[5], acts[5];
                 for (int rnd = 0; rnd < 5; rnd++) {
@@ -218,5 +223,34 @@ int main(void) {
                 fflush(stdout);
             }
     }
-    return 0;
+    /* buffer.mode disk vs memory (same action otherwise), fsync batched every 200 ms */
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ec-bench-disk-%d", (int)getpid());
+    printf("\nbuffer.mode disk vs memory (%s broker, key_dispatch)\n", real ? "real" : "mock");
+    printf("%6s %12s %12s %7s\n", "value", "memory r/s", "disk r/s", "ratio");
+    for (int v = 0; v < 2; v++) {
+        bench_case mem = {real ? real : NULL, real ? real_topic : "bench-mock", v ? 1024 : 100, "key_dispatch", n,
+                          NULL};
+        bench_case disk = mem;
+        disk.buffer_dir = dir;
+        double ms[5], ds[5];
+        for (int rnd = 0; rnd < 5; rnd++) {
+            char cmd[128];
+            snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+            if (system(cmd) != 0) return 1;
+            if (rnd % 2) {
+                ds[rnd] = run_action(&disk, keys, payload);
+                ms[rnd] = run_action(&mem, keys, payload);
+            } else {
+                ms[rnd] = run_action(&mem, keys, payload);
+                ds[rnd] = run_action(&disk, keys, payload);
+            }
+        }
+        double m = median5(ms), d = median5(ds);
+        printf("%6zu %12.0f %12.0f %6.0f%%\n", mem.value_len, m, d, 100 * d / m);
+        fflush(stdout);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : 1;
 }

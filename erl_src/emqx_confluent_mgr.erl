@@ -182,6 +182,7 @@ handle_call({change, Req}, _From, St) ->
             case emqx_confluent_store:save(St#st.dir, Cfg) of
                 ok ->
                     St1 = reconcile(Cfg, St),
+                    drop_buffers(St#st.cfg, Cfg, St1),
                     [gen_server:cast({?MODULE, N}, {replicate, node(), Cfg}) || N <- nodes()],
                     {reply, {ok, Reply}, St1};
                 {error, E} ->
@@ -218,7 +219,10 @@ handle_cast({replicate, From, Cfg}, St) ->
     case maps:get(<<"version">>, Cfg) of
         V when V > Mine ->
             case emqx_confluent_store:save(St#st.dir, Cfg) of
-                ok -> {noreply, reconcile(Cfg, St)};
+                ok ->
+                    St1 = reconcile(Cfg, St),
+                    drop_buffers(St#st.cfg, Cfg, St1),
+                    {noreply, St1};
                 {error, E} ->
                     logger:error("emqx_confluent: cannot save the replicated configuration: ~0p", [E]),
                     {noreply, St}
@@ -335,10 +339,10 @@ stop_connector(Id, St) ->
     end.
 
 reconcile_actions(Cfg, St) ->
-    Want = maps:filtermap(fun(_, #{<<"type">> := T, <<"connector">> := C} = Obj) ->
+    Want = maps:filtermap(fun(Id, #{<<"type">> := T, <<"connector">> := C} = Obj) ->
                                   ConnId = ?C:id(T, C),
                                   case enabled(Obj) andalso maps:is_key(ConnId, St#st.conns) of
-                                      true -> {true, {ConnId, ?C:runtime_conf(Obj)}};
+                                      true -> {true, {ConnId, with_buffer_dir(Id, ?C:runtime_conf(Obj), St)}};
                                       false -> false
                                   end
                           end, maps:get(<<"actions">>, Cfg)),
@@ -357,6 +361,17 @@ reconcile_actions(Cfg, St) ->
                               S#st{acts = (S#st.acts)#{Id => W}}
                       end
               end, St1, Want).
+
+%% disk buffers live in <data_dir>/buffers/<type>_<name>
+buffer_dir(Id, St) ->
+    filename:join([St#st.dir, "buffers", binary_to_list(binary:replace(Id, <<":">>, <<"_">>))]).
+
+with_buffer_dir(Id, #{<<"parameters">> := #{<<"buffer">> := #{<<"mode">> := <<"disk">>}}} = Conf, St) ->
+    Dir = buffer_dir(Id, St),
+    ok = filelib:ensure_dir(Dir),
+    Conf#{<<"buffer_dir">> => list_to_binary(Dir)};
+with_buffer_dir(_, Conf, _) ->
+    Conf.
 
 remove_action(Id, St) ->
     case maps:take(Id, St#st.acts) of
@@ -438,6 +453,12 @@ reconcile_sources(Cfg, St) ->
                               end
                       end
               end, St1, Want).
+
+%% a deleted action's disk buffer goes with it
+drop_buffers(Old, New, St) ->
+    Gone = maps:keys(maps:get(<<"actions">>, Old)) -- maps:keys(maps:get(<<"actions">>, New)),
+    [file:del_dir_r(buffer_dir(Id, St)) || Id <- Gone],
+    ok.
 
 %% every action an enabled rule uses is installed, or the wait is over
 %% (?SOURCE_WAIT ms since start: a broken action must not hold the sources)

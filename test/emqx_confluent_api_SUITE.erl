@@ -18,7 +18,7 @@ all() ->
     [t_auth_every_endpoint, t_connector_crud, t_connector_errors, t_action_rule_flow_and_metrics,
      t_validation_errors, t_dependants, t_probes, t_rule_test_matches_cli, t_rules_listing,
      t_restart_restores_and_resumes, t_hooks_registered_with_emqx, t_sync_action_on_hook,
-     t_event_rules_with_emqx].
+     t_event_rules_with_emqx, t_disk_buffer_over_rest].
 
 init_per_suite(Config) ->
     ok = ec_api:start_app(filename:join(?config(priv_dir, Config), "data")),
@@ -526,3 +526,25 @@ t_event_rules_with_emqx(Config) ->
         _ = application:stop(emqx_confluent),
         ok = ec_api:start_app(Data)
     end.
+
+%% buffer.mode disk through the API: the action's segment files live under
+%% the data directory, records reach Kafka, deleting the action removes them
+t_disk_buffer_over_rest(Config) ->
+    Topic = ec_test_util:unique_topic(<<"api-disk">>),
+    ok = ec_test_util:create_topic(Topic, 2),
+    {201, _} = call(post, "/connectors", ec_api:conn_body(plain, <<"kd">>)),
+    {201, A} = call(post, "/actions", #{<<"type">> => <<"kafka_producer">>, <<"name">> => <<"disk_a">>,
+                                        <<"connector">> => <<"kd">>,
+                                        <<"parameters">> => #{<<"topic">> => Topic,
+                                                              <<"buffer">> => #{<<"mode">> => <<"disk">>}}}),
+    ?assertMatch(#{<<"status">> := <<"connected">>,
+                   <<"parameters">> := #{<<"buffer">> := #{<<"mode">> := <<"disk">>, <<"segment_bytes">> := <<"10MB">>}}}, A),
+    ?assertNot(maps:is_key(<<"buffer_dir">>, A)),
+    {201, _} = call(post, "/rules", #{<<"id">> => <<"rd">>, <<"sql">> => <<"SELECT clientid FROM \"d/#\"">>,
+                                      <<"actions">> => [<<"kafka_producer:disk_a">>]}),
+    [{ok, _} = emqx_confluent_hooks:on_message_publish(msg(<<"d/1">>, <<"{}">>)) || _ <- lists:seq(1, 10)],
+    ?assertEqual(10, length(ec_test_util:consume(Topic, 10))),
+    Dir = filename:join([?config(priv_dir, Config), "data", "buffers", "kafka_producer_disk_a"]),
+    ?assertMatch([_ | _], filelib:wildcard(filename:join(Dir, "*.seg"))),
+    {204, _} = call(delete, "/actions/kafka_producer:disk_a?also_delete_dep_actions=true"),
+    ?assertNot(filelib:is_dir(Dir)).

@@ -63,7 +63,15 @@ t_action_errors(_) ->
                                                       <<"kafka_ext_header_value">> => <<"a${b}">>}]})),
     ?assertMatch({match, _}, re:run(amsg(#{<<"partition_strategy">> => <<"key_dispatch">>,
                                            <<"message">> => #{<<"key">> => <<>>}}), "key cannot be empty")),
-    ?assertMatch(<<"parameters.buffer.mode:", _/binary>>, amsg(#{<<"buffer">> => #{<<"mode">> => <<"disk">>}})),
+    ?assertMatch(<<"parameters.buffer.mode: expected memory, disk or hybrid">>,
+                 amsg(#{<<"buffer">> => #{<<"mode">> => <<"tape">>}})),
+    ?assertMatch(<<"parameters.buffer.mode: disk-mode buffering is disallowed when using dynamic topics">>,
+                 amsg(#{<<"topic">> => <<"t-${clientid}">>, <<"buffer">> => #{<<"mode">> => <<"disk">>}})),
+    ?assertMatch(<<"parameters.buffer.segment_bytes:", _/binary>>,
+                 amsg(#{<<"buffer">> => #{<<"mode">> => <<"disk">>, <<"segment_bytes">> => <<"10Mb">>}})),
+    C = (conn())#{<<"type">> => <<"confluent_producer">>},
+    [?assertMatch({ok, _}, ?S:check_action(<<"confluent_producer">>, act(#{<<"buffer">> => #{<<"mode">> => M}}), C))
+     || M <- [<<"memory">>, <<"disk">>, <<"hybrid">>]],
     ?assertMatch(<<"parameters.message.timestamp:", _/binary>>, amsg(#{<<"message">> => #{<<"timestamp">> => <<"1">>}})),
     ?assertMatch(<<"parameters.query_mode:", _/binary>>, amsg(#{<<"query_mode">> => <<"later">>})).
 

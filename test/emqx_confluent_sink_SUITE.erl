@@ -51,12 +51,12 @@ t_default_templates_confluent(_) ->
     ?assertEqual(Out, Value),
     ?assertMatch(#{matched := 1, success := 1, failed := 0, queuing := 0, inflight := 0},
                  ?NIF:action_metrics(A)),
-    %% every counter of sink-behaviour.md §10.1 is there
+    %% every counter of sink-behaviour.md §10.1 is there (and the disk buffer's start-up report)
     ?assertEqual(lists:sort([matched, success, failed, dropped, 'dropped.queue_full',
                              'dropped.resource_stopped', 'dropped.resource_not_found',
                              'dropped.expired', 'dropped.other', retried, 'retried.success',
                              'retried.failed', late_reply, received, queuing, queuing_bytes,
-                             inflight]),
+                             inflight, 'buffer.replayed', 'buffer.skipped_bytes']),
                  lists:sort(maps:keys(?NIF:action_metrics(A)))),
     ok = ?NIF:action_destroy(A).
 

@@ -32,6 +32,7 @@ struct segq {
     uint32_t nsegs, cap;
     int tail_fd; /* the last segment, for appending (-1: none open) */
     bool tail_dirty, commit_dirty;
+    bool commit_moved; /* the marker moved since it was last written */
     int commit_fd;
     uint64_t c_seg, c_off; /* acknowledged prefix */
     uint64_t r_seg, r_off; /* next record to hand out */
@@ -357,6 +358,28 @@ ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_
     return EC_OK;
 }
 
+static bool fl_push(segq *q, inflight f);
+
+ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+    if (q->next_read_id != q->next_id)
+        return ec_fail(err, EC_ESTATE, "records of %s not handed out yet", q->dir);
+    uint32_t fsync_ms = q->fsync_ms;
+    q->fsync_ms = 1; /* the sync, if any, after the bookkeeping below */
+    uint64_t rid;
+    ec_status st = segq_append(q, data, len, &rid, err);
+    q->fsync_ms = fsync_ms;
+    if (st) return st;
+    seginfo *t = &q->segs[q->nsegs - 1];
+    if (!fl_push(q, (inflight){t->num, t->size, len, false})) {
+        return ec_fail(err, EC_ENOMEM, "out of memory");
+    }
+    q->r_seg = t->num;
+    q->r_off = t->size;
+    q->next_read_id++;
+    if (id) *id = rid;
+    return fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
+}
+
 /* ---- read, ack ------------------------------------------------------------------------ */
 
 static bool fl_push(segq *q, inflight f) {
@@ -462,9 +485,16 @@ ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
     if (ci >= 0 && q->c_off >= q->segs[ci].size && (uint32_t)ci + 1 < q->nsegs) {
         q->c_seg = q->segs[ci + 1].num;
         q->c_off = SEGQ_SEG_HEADER;
+        /* the marker must be past a segment before its file goes */
+        ec_status st = write_commit(q, err);
+        if (st) return st;
+        delete_before(q, q->c_seg);
+        return EC_OK;
     }
-    delete_before(q, q->c_seg);
-    return write_commit(q, err);
+    /* within a segment the marker is written with the next sync: a crash
+     * before it replays a few acknowledged records (at-least-once) */
+    q->commit_moved = true;
+    return EC_OK;
 }
 
 void segq_rewind(segq *q) {
@@ -476,6 +506,11 @@ void segq_rewind(segq *q) {
 }
 
 ec_status segq_sync(segq *q, ec_error *err) {
+    if (q->commit_moved) {
+        ec_status st = write_commit(q, err);
+        if (st) return st;
+        q->commit_moved = false;
+    }
     if (q->tail_fd >= 0 && q->tail_dirty) {
         if (fdatasync(q->tail_fd) != 0) return sys_fail(err, "cannot sync segment in", q->dir);
         q->tail_dirty = false;

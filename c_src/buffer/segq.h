@@ -20,8 +20,9 @@
  * with the next segment; start-up never fails on bad data. An unreadable
  * commit marker replays from the oldest segment (duplicates, not loss).
  *
- * Durability: appends are written at once (write(2)); segq_sync makes them
- * and the marker durable (fdatasync). The caller decides when: after every
+ * Durability: appends are written at once (write(2): a killed process loses
+ * nothing); the marker is written when it passes a segment and by segq_sync,
+ * which makes both durable (fdatasync). The caller decides when: after every
  * append (fsync_ms = 0) or batched (segq_maybe_sync every fsync_ms).
  *
  * @locality every function does file I/O: dirty schedulers or C threads. Not
@@ -56,6 +57,11 @@ ec_status segq_open(const char *dir, uint64_t segment_bytes, uint32_t fsync_ms, 
 /* Appends one record (len <= SEGQ_MAX_RECORD). Returns its id (ids grow by
  * one per record, from 0 at open for the replayed ones). */
 ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err);
+
+/* Appends one record that counts as handed out at once (write-through use:
+ * the caller keeps the record in memory and acknowledges it later). Only
+ * when every earlier record was handed out (EC_ESTATE otherwise). */
+ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err);
 
 /* The next record not yet handed out: 1 with *data and *len (valid until the
  * next call) and *id, 0 when none, -1 on an I/O error (in err). */

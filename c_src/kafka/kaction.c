@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../buffer/segq.h"
 #include "../sink/kheaders.h"
 #include "../sink/tmpl.h"
 #include "kprod.h"
@@ -21,6 +22,8 @@
 #define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
 #define PUMP_IDLE_WAIT_MS      100
 #define PUMP_BATCH             512 /* records handed to librdkafka per lock release */
+#define DISK_FSYNC_MS          200 /* disk mode: appends made durable at least this often */
+#define DQ_NONE                UINT64_MAX
 
 typedef struct ktopic ktopic;
 
@@ -34,6 +37,8 @@ typedef struct krec {
     char *key, *val;
     uint32_t klen, vlen, nh;
     kprod_header *hdrs;
+    uint64_t dq_id; /* disk mode: the record's id in the segment queue (DQ_NONE: none) */
+    bool replayed;  /* read back from disk at start: no `success` (sink-behaviour.md §6.1) */
     char data[];
 } krec;
 
@@ -83,6 +88,10 @@ struct kaction {
     kmetrics m;
     kaction_reply_fn reply;
     void *reply_ctx;
+    segq *dq;             /* disk mode: the action's durable queue */
+    pthread_mutex_t dmu;  /* guards dq */
+    _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
+    uint64_t replayed, skipped_bytes;
 };
 
 static int64_t now_ms(void) {
@@ -109,8 +118,107 @@ uint64_t kaction_estimate_size(size_t key_len, size_t val_len, const size_t *hdr
 }
 
 static void finish(kaction *k, krec *r, const char *error, int32_t partition, int64_t offset) {
+    /* disk mode: the record's fate is final unless the action is closing
+     * with it unsent (then it is replayed at the next start) */
+    if (k->dq && r->dq_id != DQ_NONE && !(atomic_load(&k->closing) && error)) {
+        ec_error err;
+        pthread_mutex_lock(&k->dmu);
+        segq_ack(k->dq, r->dq_id, &err);
+        pthread_mutex_unlock(&k->dmu);
+    }
     if (r->token && k->reply) k->reply(k->reply_ctx, r->token, error, partition, offset);
     free(r);
+}
+
+/* -- disk records: key, value, headers and timestamp, little-endian -- */
+
+static void wr32(uint8_t **p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        *(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t rd32(const uint8_t **p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t) * (*p)++ << (8 * i);
+    return v;
+}
+
+static ec_status persist(kaction *k, krec *r, ec_error *err) {
+    size_t n = 20 + r->klen + r->vlen;
+    for (uint32_t i = 0; i < r->nh; i++)
+        n += 8 + r->hdrs[i].key_len + r->hdrs[i].val_len;
+    static _Thread_local uint8_t *tb;
+    static _Thread_local size_t tcap;
+    if (n > tcap) { /* a per-thread buffer: no allocation per record */
+        uint8_t *nb = realloc(tb, n);
+        if (!nb) return ec_fail(err, EC_ENOMEM, "out of memory writing the record to disk");
+        tb = nb;
+        tcap = n;
+    }
+    uint8_t *b = tb, *p = b;
+    wr32(&p, r->klen);
+    wr32(&p, r->vlen);
+    wr32(&p, r->nh);
+    wr32(&p, (uint32_t)r->ts);
+    wr32(&p, (uint32_t)((uint64_t)r->ts >> 32));
+    memcpy(p, r->key, r->klen), p += r->klen;
+    memcpy(p, r->val, r->vlen), p += r->vlen;
+    for (uint32_t i = 0; i < r->nh; i++) {
+        wr32(&p, (uint32_t)r->hdrs[i].key_len);
+        wr32(&p, (uint32_t)r->hdrs[i].val_len);
+        memcpy(p, r->hdrs[i].key, r->hdrs[i].key_len), p += r->hdrs[i].key_len;
+        memcpy(p, r->hdrs[i].val, r->hdrs[i].val_len), p += r->hdrs[i].val_len;
+    }
+    pthread_mutex_lock(&k->dmu);
+    ec_status st = segq_append_out(k->dq, b, (uint32_t)n, &r->dq_id, err);
+    pthread_mutex_unlock(&k->dmu);
+    return st;
+}
+
+/* a record read back from disk; NULL when it does not parse (counted as failed) */
+static krec *unpersist(const uint8_t *b, uint32_t n) {
+    const uint8_t *p = b, *end = b + n;
+    if (n < 20) return NULL;
+    uint32_t klen = rd32(&p), vlen = rd32(&p), nh = rd32(&p);
+    uint64_t ts = rd32(&p);
+    ts |= (uint64_t)rd32(&p) << 32;
+    if (nh > 256 || (uint64_t)klen + vlen > (uint64_t)(end - p)) return NULL;
+    size_t hbytes = (size_t)(end - p) - klen - vlen;
+    krec *r = malloc(sizeof *r + nh * sizeof(kprod_header) + klen + vlen + hbytes);
+    if (!r) return NULL;
+    char *d = r->data;
+    r->hdrs = (kprod_header *)d;
+    d += nh * sizeof(kprod_header);
+    r->key = d;
+    memcpy(d, p, klen), d += klen, p += klen;
+    r->val = d;
+    memcpy(d, p, vlen), d += vlen, p += vlen;
+    size_t hl[2 * 256];
+    for (uint32_t i = 0; i < nh; i++) {
+        if (end - p < 8) goto bad;
+        uint32_t kl = rd32(&p), vl = rd32(&p);
+        if ((uint64_t)kl + vl > (uint64_t)(end - p)) goto bad;
+        r->hdrs[i].key = d;
+        r->hdrs[i].key_len = kl;
+        memcpy(d, p, kl), d += kl, p += kl;
+        r->hdrs[i].val = d;
+        r->hdrs[i].val_len = vl;
+        memcpy(d, p, vl), d += vl, p += vl;
+        hl[2 * i] = kl;
+        hl[2 * i + 1] = vl;
+    }
+    r->klen = klen;
+    r->vlen = vlen;
+    r->nh = nh;
+    r->ts = (int64_t)ts;
+    r->token = NULL;
+    r->replayed = true;
+    r->est = (uint32_t)kaction_estimate_size(klen, vlen, hl, nh);
+    return r;
+bad:
+    free(r);
+    return NULL;
 }
 
 /* -- queues (caller holds k->mu) -- */
@@ -297,19 +405,30 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     r->ts = ts;
     r->token = token;
     r->est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
+    r->dq_id = DQ_NONE;
+    r->replayed = false;
+    /* disk mode: on disk before it is buffered (a page-cache write; the
+     * pump makes it durable every DISK_FSYNC_MS), as EMQX's callers wait
+     * for their disk append (sink-behaviour.md §7) */
+    if (k->dq && (st = persist(k, r, err))) {
+        free(r);
+        goto failed;
+    }
     krec *dropped = NULL;
     pthread_mutex_lock(&k->mu);
     ktopic *t = topic_get(k, tb.p, tb.len);
     if (!t) {
         pthread_mutex_unlock(&k->mu);
-        free(r);
+        r->token = NULL;
+        finish(k, r, "too many topics", -1, -1); /* off the disk again */
         st = ec_fail(err, EC_ELIMIT, "too many distinct topics for one action (%d)",
                      KACTION_MAX_TOPICS);
         goto failed;
     }
     if (t->count == 0 && now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
         pthread_mutex_unlock(&k->mu);
-        free(r);
+        r->token = NULL;
+        finish(k, r, "unknown topic", -1, -1);
         st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %.*s", (int)tb.len, tb.p);
         goto failed;
     }
@@ -390,7 +509,10 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
     }
     pthread_mutex_unlock(&k->mu);
     atomic_fetch_sub(&k->m.inflight, 1);
-    atomic_fetch_add(err ? &k->m.failed : &k->m.success, 1);
+    if (err && !atomic_load(&k->closing))
+        atomic_fetch_add(&k->m.failed, 1);
+    else if (!err && !r->replayed)
+        atomic_fetch_add(&k->m.success, 1);
     finish(k, r, err ? err->msg : NULL, partition, offset);
 }
 
@@ -461,6 +583,12 @@ static void *pump_main(void *arg) {
             int used = mem_used_pct();
             atomic_store(&k->high_mem, used >= 0 && used >= high_watermark_pct());
             k->next_mem_check_ms = now + 1000;
+        }
+        if (k->dq) { /* disk mode: make recent appends durable (batched) */
+            ec_error derr;
+            pthread_mutex_lock(&k->dmu);
+            segq_maybe_sync(k->dq, (uint64_t)now, &derr);
+            pthread_mutex_unlock(&k->dmu);
         }
         /* metadata first (without the lock) */
         for (ktopic *t = k->topics; t && !k->stop; t = t->next) {
@@ -580,11 +708,53 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
     k->refresh_ms = act->partition_count_refresh_s * 1000;
     k->sync = act->sync;
-    k->overload_protection = act->memory_overload_protection; /* memory mode is the only mode yet */
+    /* EMQX applies it to the memory buffer only */
+    k->overload_protection = act->memory_overload_protection && act->buffer_mode != KCONF_BUF_DISK;
     k->sync_timeout_ms = act->sync_timeout_ms;
     k->metadata_timeout_ms = (int)conn->metadata_request_timeout_ms;
     k->reply = reply;
     k->reply_ctx = reply_ctx;
+    krec *replay = NULL, **replay_tail = &replay;
+    uint64_t replayed = 0, unreadable = 0;
+    if (act->buffer_mode == KCONF_BUF_DISK) {
+        segq_report rep;
+        if (!act->buffer_dir)
+            st = ec_fail(err, EC_EINVAL, "parameters.buffer.mode: disk needs a buffer directory");
+        else
+            st = segq_open(act->buffer_dir, act->segment_bytes, DISK_FSYNC_MS, &k->dq, &rep, err);
+        if (st) {
+            free_templates(k);
+            free(k);
+            return st;
+        }
+        pthread_mutex_init(&k->dmu, NULL);
+        if (rep.skipped_bytes || rep.commit_unreadable)
+            fprintf(
+                stderr,
+                "emqx_confluent: disk buffer %s: %llu bytes of torn or corrupt records skipped in "
+                "%u segment(s)%s\n",
+                act->buffer_dir, (unsigned long long)rep.skipped_bytes, rep.bad_segments,
+                rep.commit_unreadable ? "; commit marker unreadable, replaying everything" : "");
+        /* everything not acknowledged before goes out again */
+        const void *d;
+        uint32_t n;
+        uint64_t id;
+        while (segq_next(k->dq, &d, &n, &id, err) == 1) {
+            krec *r = unpersist(d, n);
+            if (!r) { /* an intact record of a format we do not read: drop it */
+                segq_ack(k->dq, id, err);
+                unreadable++;
+                continue;
+            }
+            r->dq_id = id;
+            r->next = NULL;
+            *replay_tail = r;
+            replay_tail = &r->next;
+            replayed++;
+        }
+        k->replayed = replayed;
+        k->skipped_bytes = rep.skipped_bytes;
+    }
     arena a;
     arena_init(&a, 4096);
     kconf_props props;
@@ -592,6 +762,9 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
         (st = kprod_new(props.kv, props.n, on_delivery, k, &k->p, err))) {
         arena_free(&a);
         free_templates(k);
+        for (krec *r = replay, *n; r; r = n)
+            n = r->next, free(r);
+        segq_close(k->dq);
         free(k);
         return st;
     }
@@ -600,9 +773,18 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     pthread_cond_init(&k->cv, NULL);
     if (k->fixed_topic) {
         pthread_mutex_lock(&k->mu);
-        topic_get(k, act->topic, strlen(act->topic));
+        ktopic *t = topic_get(k, act->topic, strlen(act->topic));
+        for (krec *r = replay, *n; r && t; r = n) { /* partitioned once metadata arrives */
+            n = r->next;
+            r->topic = t;
+            r->partition = -1;
+            q_push(&t->pending, r);
+            atomic_fetch_add(&k->m.queuing, 1);
+            atomic_fetch_add(&k->m.queuing_bytes, r->est);
+        }
         pthread_mutex_unlock(&k->mu);
     }
+    atomic_fetch_add(&k->m.failed, unreadable);
     if (pthread_create(&k->pump, NULL, pump_main, k) != 0) {
         kprod_destroy(k->p, 0);
         free_templates(k);
@@ -635,6 +817,8 @@ void kaction_get_metrics(kaction *k, kaction_metrics *m) {
     m->queuing = atomic_load(&k->m.queuing);
     m->queuing_bytes = atomic_load(&k->m.queuing_bytes);
     m->inflight = atomic_load(&k->m.inflight);
+    m->replayed = k->replayed;
+    m->skipped_bytes = k->skipped_bytes;
 }
 
 void kaction_reset_metrics(kaction *k) { /* counters only; gauges keep their values */
@@ -660,6 +844,7 @@ void kaction_destroy(kaction *k, int flush_ms) {
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->pump, NULL);
     int64_t left = deadline - now_ms();
+    atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
     krec *rest = NULL;
     for (ktopic *t = k->topics; t;) {
@@ -682,5 +867,9 @@ void kaction_destroy(kaction *k, int flush_ms) {
     free_templates(k);
     pthread_mutex_destroy(&k->mu);
     pthread_cond_destroy(&k->cv);
+    if (k->dq) {
+        segq_close(k->dq); /* syncs */
+        pthread_mutex_destroy(&k->dmu);
+    }
     free(k);
 }

@@ -37,6 +37,7 @@ typedef struct kaction_metrics {
     uint64_t matched, success, failed, dropped, dropped_queue_full, dropped_resource_stopped,
         dropped_resource_not_found, dropped_expired, dropped_other, retried, late_reply, received;
     int64_t queuing, queuing_bytes, inflight;
+    uint64_t replayed, skipped_bytes; /* disk mode, at start: records read back, bytes cut off */
 } kaction_metrics;
 
 ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,

@@ -513,9 +513,19 @@ ec_status kconf_action_parse(const value *conf, bool confluent, arena *a, kconf_
     if (mode && is_str(mode, "disk") && strstr(out->topic, "${"))
         return bad(err, "parameters.buffer.mode",
                    "disk-mode buffering is disallowed when using dynamic topics");
-    if (mode && !is_str(mode, "memory"))
-        return bad(err, "parameters.buffer.mode",
-                   "only memory is supported in this release (disk and hybrid are planned)");
+    if (!mode || is_str(mode, "memory"))
+        out->buffer_mode = KCONF_BUF_MEMORY;
+    else if (is_str(mode, "disk"))
+        out->buffer_mode = KCONF_BUF_DISK;
+    else if (is_str(mode, "hybrid"))
+        out->buffer_mode = KCONF_BUF_HYBRID;
+    else
+        return bad(err, "parameters.buffer.mode", "expected memory, disk or hybrid");
+    if ((st = size_b(buf, "segment_bytes", 10ULL << 20, &out->segment_bytes,
+                     "parameters.buffer.segment_bytes", err)))
+        return st;
+    const value *bd = get(conf, "buffer_dir");
+    out->buffer_dir = bd && bd->type == VT_BIN && bd->len ? str_dup(a, bd) : NULL;
     if ((st = size_b(buf, "per_partition_limit", 256ULL << 20, &out->per_partition_limit,
                      "parameters.buffer.per_partition_limit", err)))
         return st;

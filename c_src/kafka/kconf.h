@@ -40,6 +40,8 @@ typedef struct kconf_connector {
     const char *health_check_topic; /* NULL: the probe topic */
 } kconf_connector;
 
+typedef enum { KCONF_BUF_MEMORY, KCONF_BUF_DISK, KCONF_BUF_HYBRID } kconf_buffer_mode;
+
 typedef struct kconf_action {
     const char *topic; /* template text */
     const char *key, *val, *timestamp;
@@ -59,6 +61,9 @@ typedef struct kconf_action {
     uint64_t sync_timeout_ms;
     uint64_t per_partition_limit;
     bool memory_overload_protection;
+    kconf_buffer_mode buffer_mode;
+    uint64_t segment_bytes;
+    const char *buffer_dir; /* disk mode: the action's directory (set by the plugin, not EMQX) */
 } kconf_action;
 
 /* Parses a connector map (type confluent_producer or kafka_producer). */

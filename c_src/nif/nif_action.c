@@ -228,6 +228,8 @@ ERL_NIF_TERM nif_action_metrics(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
                 {"retried", (int64_t)m.retried}, /* 0, as EMQX e5.10.4 reports for Kafka */
                 {"retried.success", 0},
                 {"retried.failed", 0},
+                {"buffer.replayed", (int64_t)m.replayed},
+                {"buffer.skipped_bytes", (int64_t)m.skipped_bytes},
                 {"late_reply", (int64_t)m.late_reply},
                 {"received", (int64_t)m.received},
                 {"queuing", m.queuing},

@@ -1,0 +1,150 @@
+%% @doc buffer.mode = disk against the real broker: records written while
+%% Kafka is unreachable survive an action restart and a kill -9 of the node
+%% and are delivered afterwards; a torn segment tail never blocks start-up and
+%% the loss is reported; overflow drops are exact and dropped records are not
+%% replayed. Kafka is made unreachable with a bootstrap address that refuses
+%% connections until a proxy opens it.
+-module(emqx_confluent_disk_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(NIF, emqx_confluent_nif).
+
+all() -> [t_action_restart_replays, t_kill9_nothing_lost, t_torn_tail_reported, t_overflow_exact].
+
+free_port() ->
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    ok = gen_tcp:close(L),
+    Port.
+
+conn(Port) ->
+    #{<<"type">> => <<"kafka_producer">>,
+      <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
+      <<"metadata_request_timeout">> => <<"500ms">>}.
+
+action(Topic, Dir, Extra) ->
+    #{<<"buffer_dir">> => list_to_binary(Dir),
+      <<"parameters">> => #{<<"topic">> => Topic,
+                            <<"message">> => #{<<"key">> => <<"${k}">>, <<"value">> => <<"${v}">>},
+                            <<"partition_strategy">> => <<"key_dispatch">>,
+                            <<"buffer">> => maps:merge(#{<<"mode">> => <<"disk">>,
+                                                         <<"segment_bytes">> => <<"4KB">>}, Extra)}}.
+
+send(A, N) ->
+    [ok = ?NIF:action_send(A, #{<<"k">> => integer_to_binary(I rem 7),
+                                <<"v">> => <<"value-", (integer_to_binary(I))/binary>>}, false)
+     || I <- lists:seq(1, N)],
+    ok.
+
+values(Recs) -> lists:sort([maps:get(<<"payload">>, R) || R <- Recs]).
+expected(Is) -> lists:sort([<<"value-", (integer_to_binary(I))/binary>> || I <- Is]).
+
+kafka_port() ->
+    [_, P] = binary:split(ec_test_util:kafka(<<"KAFKA_PLAINTEXT">>), <<":">>),
+    binary_to_integer(P).
+
+setup(Config, Name) ->
+    Topic = ec_test_util:unique_topic(Name),
+    ok = ec_test_util:create_topic(Topic, 3),
+    Dir = filename:join(?config(priv_dir, Config), binary_to_list(Topic)),
+    {Topic, Dir, free_port()}.
+
+t_action_restart_replays(Config) ->
+    {Topic, Dir, Port} = setup(Config, <<"disk-restart">>),
+    {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+    N = 200,
+    ok = send(A, N),
+    ?assertMatch(#{matched := N, queuing := N, success := 0}, ?NIF:action_metrics(A)),
+    ok = ?NIF:action_destroy(A), %% Kafka still unreachable: all of it stays on disk
+    ?assert(length(filelib:wildcard(filename:join(Dir, "*.seg"))) > 1),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+    ?assertMatch(#{'buffer.replayed' := N, 'buffer.skipped_bytes' := 0}, ?NIF:action_metrics(A2)),
+    ?assertEqual(expected(lists:seq(1, N)), values(ec_test_util:consume(Topic, N))),
+    ec_test_util:wait_until(fun() -> maps:get(queuing, ?NIF:action_metrics(A2)) =:= 0 andalso
+                                         maps:get(inflight, ?NIF:action_metrics(A2)) =:= 0 end, 20000),
+    %% replayed records are not counted as success (sink-behaviour.md §6.1)
+    ?assertMatch(#{success := 0, failed := 0}, ?NIF:action_metrics(A2)),
+    ok = ?NIF:action_destroy(A2),
+    %% everything was acknowledged: nothing comes back
+    {ok, A3} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+    ?assertMatch(#{'buffer.replayed' := 0}, ?NIF:action_metrics(A3)),
+    ok = ?NIF:action_destroy(A3),
+    exit(Proxy, kill).
+
+%% the node is killed (SIGKILL) with records buffered on disk
+t_kill9_nothing_lost(Config) ->
+    {Topic, Dir, Port} = setup(Config, <<"disk-kill9">>),
+    case is_alive() of
+        true -> ok;
+        false ->
+            _ = os:cmd("epmd -daemon"),
+            {ok, _} = net_kernel:start([list_to_atom("ec_disk_" ++ os:getpid()), shortnames])
+    end,
+    Ebin = filename:dirname(code:which(?NIF)),
+    TestBeams = filename:dirname(code:which(?MODULE)),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(), args => ["-pa", Ebin, "-pa", TestBeams]}),
+    N = 300,
+    OsPid = erpc:call(Node, fun() ->
+                                    {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+                                    ok = send(A, N),
+                                    #{queuing := N} = ?NIF:action_metrics(A),
+                                    %% keep the action alive in a process of its own
+                                    spawn(fun() -> receive after infinity -> A end end),
+                                    os:getpid()
+                            end),
+    _ = os:cmd("kill -9 " ++ OsPid),
+    catch peer:stop(Peer),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+    ?assertMatch(#{'buffer.replayed' := N}, ?NIF:action_metrics(A2)),
+    ?assertEqual(expected(lists:seq(1, N)), values(ec_test_util:consume(Topic, N))),
+    ok = ?NIF:action_destroy(A2),
+    exit(Proxy, kill).
+
+%% power loss in the middle of the last record: start-up works, the loss is
+%% reported, the records before it are delivered
+t_torn_tail_reported(Config) ->
+    {Topic, Dir, Port} = setup(Config, <<"disk-torn">>),
+    {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{<<"segment_bytes">> => <<"1MB">>})),
+    N = 20,
+    ok = send(A, N),
+    ok = ?NIF:action_destroy(A),
+    [Seg] = filelib:wildcard(filename:join(Dir, "*.seg")),
+    Size = filelib:file_size(Seg),
+    {ok, Fd} = file:open(Seg, [read, write, raw]),
+    {ok, _} = file:position(Fd, Size - 5),
+    ok = file:truncate(Fd),
+    ok = file:close(Fd),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{<<"segment_bytes">> => <<"1MB">>})),
+    #{'buffer.replayed' := Replayed, 'buffer.skipped_bytes' := Skipped} = ?NIF:action_metrics(A2),
+    ?assertEqual(N - 1, Replayed),
+    ?assert(Skipped > 0),
+    ?assertEqual(expected(lists:seq(1, N - 1)), values(ec_test_util:consume(Topic, N - 1))),
+    ok = ?NIF:action_destroy(A2),
+    exit(Proxy, kill).
+
+%% a small per_partition_limit while Kafka is unreachable: exact drops, and
+%% dropped records are gone from the disk too
+t_overflow_exact(Config) ->
+    {Topic, Dir, Port} = setup(Config, <<"disk-overflow">>),
+    %% every value is "value-NN" (8 bytes) with a 1-byte key: equal estimates
+    Extra = #{<<"per_partition_limit">> => <<"1KB">>},
+    {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, Extra)),
+    ok = send(A, 99),
+    #{dropped := Dropped, 'dropped.queue_full' := Dropped, queuing := Kept} = ?NIF:action_metrics(A),
+    ?assertEqual(99, Dropped + Kept),
+    ?assert(Dropped > 0),
+    ok = ?NIF:action_destroy(A),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, Extra)),
+    ?assertMatch(#{'buffer.replayed' := Kept}, ?NIF:action_metrics(A2)),
+    %% the newest ones were kept (drop-oldest)
+    ?assertEqual(expected(lists:seq(99 - Kept + 1, 99)), values(ec_test_util:consume(Topic, Kept))),
+    ok = ?NIF:action_destroy(A2),
+    exit(Proxy, kill).
