@@ -69,31 +69,19 @@ static void mock_stop(mock *m) {
     rd_kafka_destroy(m->host);
 }
 
-/* an action on the mock cluster; extra: more "parameters" JSON members */
-/* conn_extra / extra: more connector / "parameters" JSON members (each
- * starting with a comma) */
-static kaction *action_on(mock *m, const char *topic, const char *conn_extra, const char *extra,
-                          replies *r, arena *a) {
-    char js[1024];
-    snprintf(js, sizeof js,
-             "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"metadata_request_timeout\":"
-             "\"1s\"%s}",
-             rd_kafka_mock_cluster_bootstraps(m->mc), conn_extra);
+/* an action from connector and action JSON */
+static kaction *action_from_json(const char *conn_js, const char *act_js, replies *r, arena *a) {
     value cv, av;
     kconf_connector c;
     kconf_action act;
     ec_error err;
-    char *cj = arena_strndup(a, js, strlen(js));
-    if (json_decode(a, cj, strlen(cj), NULL, &cv, &err) || kconf_connector_parse(&cv, a, &c, &err))
-        return NULL;
-    snprintf(
-        js, sizeof js,
-        "{\"parameters\":{\"topic\":\"%s\",\"message\":{\"key\":\"${k}\",\"value\":\"${v}\"}%s}}",
-        topic, extra);
-    char *aj = arena_strndup(a, js, strlen(js));
-    if (json_decode(a, aj, strlen(aj), NULL, &av, &err) ||
+    char *cj = arena_strndup(a, conn_js, strlen(conn_js));
+    char *aj = arena_strndup(a, act_js, strlen(act_js));
+    if (json_decode(a, cj, strlen(cj), NULL, &cv, &err) ||
+        kconf_connector_parse(&cv, a, &c, &err) ||
+        json_decode(a, aj, strlen(aj), NULL, &av, &err) ||
         kconf_action_parse(&av, false, a, &act, &err)) {
-        fprintf(stderr, "    action: %s\n", err.msg);
+        fprintf(stderr, "    config: %s\n", err.msg);
         return NULL;
     }
     kaction *k;
@@ -102,6 +90,22 @@ static kaction *action_on(mock *m, const char *topic, const char *conn_extra, co
         return NULL;
     }
     return k;
+}
+
+/* an action on the mock cluster; conn_extra / extra: more connector /
+ * "parameters" JSON members (each starting with a comma) */
+static kaction *action_on(mock *m, const char *topic, const char *conn_extra, const char *extra,
+                          replies *r, arena *a) {
+    char cj[1024], aj[1024];
+    snprintf(cj, sizeof cj,
+             "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"metadata_request_timeout\":"
+             "\"1s\"%s}",
+             rd_kafka_mock_cluster_bootstraps(m->mc), conn_extra);
+    snprintf(
+        aj, sizeof aj,
+        "{\"parameters\":{\"topic\":\"%s\",\"message\":{\"key\":\"${k}\",\"value\":\"${v}\"}%s}}",
+        topic, extra);
+    return action_from_json(cj, aj, r, a);
 }
 
 typedef struct fixture {
@@ -291,35 +295,17 @@ TEST(kaction_memory_overload_protection) {
 /* disk mode: an action on bootstraps with its buffer in dir */
 static kaction *disk_action(const char *bootstraps, const char *topic, const char *dir,
                             const char *buffer_extra, replies *r, arena *a) {
-    char js[1024];
-    snprintf(js, sizeof js,
+    char cj[512], aj[1024];
+    snprintf(cj, sizeof cj,
              "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"metadata_request_timeout\":"
              "\"500ms\"}",
              bootstraps);
-    value cv, av;
-    kconf_connector c;
-    kconf_action act;
-    ec_error err;
-    char *cj = arena_strndup(a, js, strlen(js));
-    if (json_decode(a, cj, strlen(cj), NULL, &cv, &err) || kconf_connector_parse(&cv, a, &c, &err))
-        return NULL;
     snprintf(
-        js, sizeof js,
+        aj, sizeof aj,
         "{\"buffer_dir\":\"%s\",\"parameters\":{\"topic\":\"%s\",\"message\":{\"key\":\"${k}\","
         "\"value\":\"${v}\"},\"buffer\":{\"mode\":\"disk\",\"segment_bytes\":\"4KB\"%s}}}",
         dir, topic, buffer_extra);
-    char *aj = arena_strndup(a, js, strlen(js));
-    if (json_decode(a, aj, strlen(aj), NULL, &av, &err) ||
-        kconf_action_parse(&av, false, a, &act, &err)) {
-        fprintf(stderr, "    action: %s\n", err.msg);
-        return NULL;
-    }
-    kaction *k;
-    if (kaction_new(&c, &act, on_reply, r, &k, &err)) {
-        fprintf(stderr, "    kaction_new: %s\n", err.msg);
-        return NULL;
-    }
-    return k;
+    return action_from_json(cj, aj, r, a);
 }
 
 TEST(kaction_disk_replays_after_restart_and_torn_tail) {
