@@ -9,8 +9,6 @@
 -include_lib("inets/include/httpd.hrl").
 
 -export([start/1, stop/0, port/0, do/1]).
-%% for erpc from other nodes' API
--export([handle/4]).
 
 -define(MGR, emqx_confluent_mgr).
 -define(C, emqx_confluent_config).
@@ -304,16 +302,13 @@ on_node(Node, Fun) ->
         _ ->
             case [N || N <- nodes(), atom_to_binary(N) =:= Node] of
                 [N] ->
-                    case catch erpc:call(N, ?MODULE, handle, [node_op, Fun, [], []], 60000) of
+                    case catch erpc:call(N, Fun, 60000) of
                         {S, E, B} when is_integer(S) -> {S, E, B};
                         _ -> reply(503, error_body(<<"SERVICE_UNAVAILABLE">>, <<"request timeout">>))
                     end;
                 [] -> reply(404, error_body(<<"NOT_FOUND">>, <<"Node not found: ", Node/binary>>))
             end
     end.
-
-%% run on another node for on_node/2
-handle(node_op, Fun, _, _) -> Fun().
 
 %% waits up to the object's start_timeout for `connected'; the status
 start_waits(Kind, Id) ->

@@ -25,7 +25,7 @@ change({create, connector, Body}, Cfg, _Now) ->
     with_type_name(connector, Body, Cfg,
                    fun(Type, Name, Id) ->
                            case ?S:check_connector(Type, Body) of
-                               {ok, Conf} -> put_obj(connectors, Id, Conf#{<<"type">> => Type, <<"name">> => Name}, Cfg);
+                               {ok, Conf} -> put_obj(connector, Id, Conf#{<<"type">> => Type, <<"name">> => Name}, Cfg);
                                {error, M} -> bad_request(M)
                            end
                    end);
@@ -33,7 +33,7 @@ change({update, connector, Id, Body}, Cfg, _Now) ->
     with_existing(connector, Id, Cfg,
                   fun(#{<<"type">> := Type, <<"name">> := Name} = Old) ->
                           case ?S:check_connector(Type, ?S:unmask_secrets(object(Body), Old)) of
-                              {ok, Conf} -> put_obj(connectors, Id, Conf#{<<"type">> => Type, <<"name">> => Name}, Cfg);
+                              {ok, Conf} -> put_obj(connector, Id, Conf#{<<"type">> => Type, <<"name">> => Name}, Cfg);
                               {error, M} -> bad_request(M)
                           end
                   end);
@@ -41,7 +41,7 @@ change({delete, connector, Id}, Cfg, _Now) ->
     with_existing(connector, Id, Cfg,
                   fun(_) ->
                           case action_ids_of_connector(Id, Cfg) ++ source_ids_of_connector(Id, Cfg) of
-                              [] -> {ok, del_obj(connectors, Id, Cfg), Id};
+                              [] -> {ok, del_obj(connector, Id, Cfg), Id};
                               Users ->
                                   bad_request(iolist_to_binary(
                                                 ["Cannot delete connector while there are active channels "
@@ -50,12 +50,12 @@ change({delete, connector, Id}, Cfg, _Now) ->
                   end);
 change({enable, Kind, Id, Enable}, Cfg, Now) when is_boolean(Enable) ->
     with_existing(Kind, Id, Cfg,
-                  fun(Old) -> put_obj(section(Kind), Id, touch(Old#{<<"enable">> => Enable}, Kind, Now), Cfg) end);
+                  fun(Old) -> put_obj(Kind, Id, touch(Old#{<<"enable">> => Enable}, Kind, Now), Cfg) end);
 change({create, action, Body}, Cfg, Now) ->
     with_type_name(action, Body, Cfg,
                    fun(Type, Name, Id) ->
                            check_action(Type, Body, Cfg,
-                                        fun(Conf) -> put_obj(actions, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
+                                        fun(Conf) -> put_obj(action, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
                                                                                 <<"created_at">> => Now,
                                                                                 <<"last_modified_at">> => Now}, Cfg)
                                         end)
@@ -65,7 +65,7 @@ change({update, action, Id, Body}, Cfg, Now) ->
                   fun(#{<<"type">> := Type, <<"name">> := Name} = Old) ->
                           check_action(Type, maps:without(?BOOKKEEPING, object(Body)), Cfg,
                                        fun(Conf) ->
-                                               put_obj(actions, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
+                                               put_obj(action, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
                                                                           <<"created_at">> => maps:get(<<"created_at">>, Old, Now),
                                                                           <<"last_modified_at">> => Now}, Cfg)
                                        end)
@@ -75,10 +75,10 @@ change({delete, action, Id, AlsoDeleteDeps}, Cfg, Now) ->
                   fun(_) ->
                           case {rules_using(Id, Cfg), AlsoDeleteDeps} of
                               {[], _} ->
-                                  {ok, del_obj(actions, Id, Cfg), Id};
+                                  {ok, del_obj(action, Id, Cfg), Id};
                               {Rules, true} ->
                                   Cfg1 = lists:foldl(fun(R, C) -> drop_action_ref(R, Id, C, Now) end, Cfg, Rules),
-                                  {ok, del_obj(actions, Id, Cfg1), Id};
+                                  {ok, del_obj(action, Id, Cfg1), Id};
                               {Rules, false} ->
                                   {error, (err(400, <<"BAD_REQUEST">>,
                                                <<"Cannot delete action while active rules are depending on it">>))
@@ -89,7 +89,7 @@ change({create, source, Body}, Cfg, Now) ->
     with_type_name(source, Body, Cfg,
                    fun(Type, Name, Id) ->
                            check_source(Type, Body, Cfg,
-                                        fun(Conf) -> put_obj(sources, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
+                                        fun(Conf) -> put_obj(source, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
                                                                                 <<"created_at">> => Now,
                                                                                 <<"last_modified_at">> => Now}, Cfg)
                                         end)
@@ -99,13 +99,13 @@ change({update, source, Id, Body}, Cfg, Now) ->
                   fun(#{<<"type">> := Type, <<"name">> := Name} = Old) ->
                           check_source(Type, maps:without(?BOOKKEEPING, object(Body)), Cfg,
                                        fun(Conf) ->
-                                               put_obj(sources, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
+                                               put_obj(source, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
                                                                           <<"created_at">> => maps:get(<<"created_at">>, Old, Now),
                                                                           <<"last_modified_at">> => Now}, Cfg)
                                        end)
                   end);
 change({delete, source, Id}, Cfg, _Now) ->
-    with_existing(source, Id, Cfg, fun(_) -> {ok, del_obj(sources, Id, Cfg), Id} end);
+    with_existing(source, Id, Cfg, fun(_) -> {ok, del_obj(source, Id, Cfg), Id} end);
 change({create, rule, Body0}, Cfg, Now) ->
     Body = object(Body0),
     case maps:get(<<"id">>, Body, random_id()) of
@@ -128,7 +128,7 @@ change({update, rule, Id, Body0}, Cfg, Now) ->
         _ -> put_rule(Id, maps:remove(<<"id">>, object(Body0)), Created, Now, Cfg)
     end;
 change({delete, rule, Id}, Cfg, _Now) ->
-    with_existing(rule, Id, Cfg, fun(_) -> {ok, del_obj(rules, Id, Cfg), Id} end);
+    with_existing(rule, Id, Cfg, fun(_) -> {ok, del_obj(rule, Id, Cfg), Id} end);
 change(_, _, _) ->
     bad_request(<<"unsupported request">>).
 
@@ -263,11 +263,12 @@ check_action(Type, Body, Cfg, Fun) ->
         {error, M} -> bad_request(M)
     end.
 
-put_obj(Section, Id, Obj, Cfg) when is_atom(Section) -> put_obj(atom_to_binary(Section), Id, Obj, Cfg);
+%% Kind: connector | action | source | rule
+put_obj(Kind, Id, Obj, Cfg) when is_atom(Kind) -> put_obj(section(Kind), Id, Obj, Cfg);
 put_obj(Section, Id, Obj, Cfg) ->
     {ok, Cfg#{Section => (maps:get(Section, Cfg, #{}))#{Id => Obj}}, Id}.
 
-del_obj(Section, Id, Cfg) when is_atom(Section) -> del_obj(atom_to_binary(Section), Id, Cfg);
+del_obj(Kind, Id, Cfg) when is_atom(Kind) -> del_obj(section(Kind), Id, Cfg);
 del_obj(Section, Id, Cfg) ->
     Cfg#{Section => maps:remove(Id, maps:get(Section, Cfg))}.
 
@@ -283,7 +284,7 @@ drop_action_ref(RuleId, ActionId, Cfg, Now) ->
 put_rule(Id, Body, Created, Now, Cfg) ->
     case rule_fields(Id, Body) of
         {ok, Rule} ->
-            put_obj(rules, Id, Rule#{<<"id">> => Id, <<"created_at">> => Created,
+            put_obj(rule, Id, Rule#{<<"id">> => Id, <<"created_at">> => Created,
                                      <<"last_modified_at">> => Now}, Cfg);
         {error, _} = E -> E
     end.

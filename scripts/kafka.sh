@@ -14,6 +14,8 @@
 # Listeners: PLAINTEXT, and SASL_SSL with mechanism PLAIN (an API key/secret
 # pair standing in for a Confluent Cloud API key), TLS from a throwaway CA.
 set -euo pipefail
+# shellcheck source=scripts/testca.sh
+. "$(dirname "$0")/testca.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KAFKA_VERSION=3.9.1
 EC_CACHE=${EC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/emqx_confluent}
@@ -57,14 +59,7 @@ free_port() {
 make_tls() {
   local d=$1/tls
   [ -f "$d/broker.p12" ] && return 0
-  mkdir -p "$d"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=emqx_confluent test CA" \
-    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$d/broker.key" -out "$d/broker.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$d/san.ext"
-  openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 3650 -extfile "$d/san.ext" -out "$d/broker.pem" 2>/dev/null
+  testca_make "$d" broker "emqx_confluent test CA"
   openssl pkcs12 -export -in "$d/broker.pem" -inkey "$d/broker.key" -certfile "$d/ca.pem" \
     -name broker -passout "pass:$STORE_PASS" -out "$d/broker.p12"
 }

@@ -7,6 +7,8 @@
 #                       signed by MQTT_CA), MQTT_USER, MQTT_PASSWORD, MQTT_CA
 #   mqtt.sh stop DIR    stop it (start again reuses the ports)
 set -euo pipefail
+# shellcheck source=scripts/testca.sh
+. "$(dirname "$0")/testca.sh"
 
 die() { echo "mqtt.sh: $*" >&2; exit 1; }
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
@@ -29,14 +31,7 @@ free_port() {
 # a throwaway CA and a server certificate for 127.0.0.1 / localhost
 make_tls() {
   local d=$1/tls
-  mkdir -p "$d"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=emqx_confluent mqtt test CA" \
-    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$d/san.ext"
-  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 3650 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+  testca_make "$d" server "emqx_confluent mqtt test CA"
   chmod 644 "$d/server.key"
 }
 

@@ -328,7 +328,8 @@ static ec_status open_tail(segq *q, ec_error *err) {
     return q->tail_fd < 0 ? sys_fail(err, "cannot open", path) : EC_OK;
 }
 
-ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+/* writes one record at the tail (no sync); *id its id */
+static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
     if (len > SEGQ_MAX_RECORD) return ec_fail(err, EC_ELIMIT, "record of %u bytes: too large", len);
     ec_status st;
     if (q->tail_fd < 0 && q->nsegs && (st = open_tail(q, err))) return st;
@@ -341,61 +342,66 @@ ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_
     put32(h + 4, len);
     put32(h + 8, rec_crc(h, data, len));
     struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
-    ssize_t w = writev(q->tail_fd, iov, 2);
-    if (w != (ssize_t)(sizeof h + len)) {
-        /* a short write leaves a torn record: cut it so the file stays valid */
-        if (ftruncate(q->tail_fd, (off_t)t->size) != 0) { /* next open cuts it */
-        }
+    if (writev(q->tail_fd, iov, 2) != (ssize_t)(sizeof h + len)) {
+        /* a short write leaves a torn record: cut it (if that fails too, the
+         * next open cuts it) */
+        (void)!ftruncate(q->tail_fd, (off_t)t->size);
         return sys_fail(err, "cannot append to segment in", q->dir);
     }
     t->size += sizeof h + len;
     q->tail_dirty = true;
     q->pending++;
     q->pending_bytes += len;
-    if (id) *id = q->next_id;
-    q->next_id++;
-    if (q->fsync_ms == 0) return segq_sync(q, err);
+    *id = q->next_id++;
     return EC_OK;
 }
 
-static bool fl_push(segq *q, inflight f);
+ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+    uint64_t rid;
+    ec_status st = append_raw(q, data, len, &rid, err);
+    if (st) return st;
+    if (id) *id = rid;
+    return q->fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
+}
+
+static bool fl_reserve(segq *q);
 
 ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
     if (q->next_read_id != q->next_id)
         return ec_fail(err, EC_ESTATE, "records of %s not handed out yet", q->dir);
-    uint32_t fsync_ms = q->fsync_ms;
-    q->fsync_ms = 1; /* the sync, if any, after the bookkeeping below */
+    if (!fl_reserve(q)) return ec_fail(err, EC_ENOMEM, "out of memory");
     uint64_t rid;
-    ec_status st = segq_append(q, data, len, &rid, err);
-    q->fsync_ms = fsync_ms;
+    ec_status st = append_raw(q, data, len, &rid, err);
     if (st) return st;
     seginfo *t = &q->segs[q->nsegs - 1];
-    if (!fl_push(q, (inflight){t->num, t->size, len, false})) {
-        return ec_fail(err, EC_ENOMEM, "out of memory");
-    }
+    q->fl[(q->fl_head + q->fl_n++) % q->fl_cap] = (inflight){t->num, t->size, len, false};
     q->r_seg = t->num;
     q->r_off = t->size;
     q->next_read_id++;
     if (id) *id = rid;
-    return fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
+    return q->fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
 }
 
 /* ---- read, ack ------------------------------------------------------------------------ */
 
+/* room for one more in-flight entry */
+static bool fl_reserve(segq *q) {
+    if (q->fl_n < q->fl_cap) return true;
+    size_t cap = q->fl_cap ? q->fl_cap * 2 : 64;
+    inflight *n = malloc(sizeof *n * cap);
+    if (!n) return false;
+    for (size_t i = 0; i < q->fl_n; i++)
+        n[i] = q->fl[(q->fl_head + i) % q->fl_cap];
+    free(q->fl);
+    q->fl = n;
+    q->fl_cap = cap;
+    q->fl_head = 0;
+    return true;
+}
+
 static bool fl_push(segq *q, inflight f) {
-    if (q->fl_n == q->fl_cap) {
-        size_t cap = q->fl_cap ? q->fl_cap * 2 : 64;
-        inflight *n = malloc(sizeof *n * cap);
-        if (!n) return false;
-        for (size_t i = 0; i < q->fl_n; i++)
-            n[i] = q->fl[(q->fl_head + i) % q->fl_cap];
-        free(q->fl);
-        q->fl = n;
-        q->fl_cap = cap;
-        q->fl_head = 0;
-    }
-    q->fl[(q->fl_head + q->fl_n) % q->fl_cap] = f;
-    q->fl_n++;
+    if (!fl_reserve(q)) return false;
+    q->fl[(q->fl_head + q->fl_n++) % q->fl_cap] = f;
     return true;
 }
 

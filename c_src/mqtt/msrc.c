@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/userprops.h"
 #include "../kafka/kconf.h"
 
 #define BACKOFF_MIN_S 1
@@ -374,7 +375,9 @@ void msrc_get_stats(msrc *s, msrc_stats *out) {
 
 value msrc_pub_props(const msrc_msg *m, arena *a) {
     bool ok;
-    value out = v_map_new(a, 4, &ok), up = v_map_new(a, 2, &ok), pairs = v_array_new(a, 2, &ok);
+    value out = v_map_new(a, 4, &ok);
+    userprops up;
+    userprops_init(&up, a);
     for (const mosquitto_property *p = m->props; p; p = mosquitto_property_next(p)) {
         int id = mosquitto_property_identifier(p);
         char *k = NULL, *v = NULL;
@@ -384,14 +387,8 @@ value msrc_pub_props(const msrc_msg *m, arena *a) {
         void *bin = NULL;
         switch (id) {
         case MQTT_PROP_USER_PROPERTY:
-            if (mosquitto_property_read_string_pair(p, id, &k, &v, false)) {
-                value kk = v_bin_copy(a, k, strlen(k)), vv = v_bin_copy(a, v, strlen(v));
-                v_map_put(a, &up, kk.u.s, kk.len, vv); /* last duplicate wins */
-                value pair = v_map_new(a, 2, &ok);
-                v_map_append(a, &pair, V_LIT("key"), kk);
-                v_map_append(a, &pair, V_LIT("value"), vv);
-                v_array_push(a, &pairs, pair);
-            }
+            if (mosquitto_property_read_string_pair(p, id, &k, &v, false))
+                userprops_add(&up, a, v_bin_copy(a, k, strlen(k)), v_bin_copy(a, v, strlen(v)));
             break;
         case MQTT_PROP_CONTENT_TYPE:
         case MQTT_PROP_RESPONSE_TOPIC:
@@ -419,7 +416,6 @@ value msrc_pub_props(const msrc_msg *m, arena *a) {
         free(v);
         free(bin);
     }
-    v_map_append(a, &out, V_LIT("User-Property"), up);
-    if (pairs.len) v_map_append(a, &out, V_LIT("User-Property-Pairs"), pairs);
+    userprops_finish(&up, a, &out);
     return out;
 }

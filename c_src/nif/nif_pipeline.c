@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/userprops.h"
 #include "../kafka/kaction.h"
 #include "../sql/sql_eval.h"
 #include "../sql/sql_rules.h"
@@ -144,7 +145,9 @@ static ERL_NIF_TERM get_key(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM atom,
 /* MQTT 5 properties made printable: User-Property list -> map (+ pairs) */
 static value pub_props(ErlNifEnv *env, ERL_NIF_TERM props, arena *a) {
     bool ok;
-    value out = v_map_new(a, 8, &ok), up = v_map_new(a, 4, &ok), pairs = v_array_new(a, 4, &ok);
+    value out = v_map_new(a, 8, &ok);
+    userprops up;
+    userprops_init(&up, a);
     if (enif_is_map(env, props)) {
         ErlNifMapIterator it;
         enif_map_iterator_create(env, props, &it, ERL_NIF_MAP_ITERATOR_FIRST);
@@ -161,13 +164,8 @@ static value pub_props(ErlNifEnv *env, ERL_NIF_TERM props, arena *a) {
                         !enif_inspect_binary(env, pe[0], &pk) ||
                         !enif_inspect_binary(env, pe[1], &pv))
                         continue;
-                    value kk = v_bin((const char *)pk.data, pk.size),
-                          vv = v_bin((const char *)pv.data, pv.size);
-                    v_map_put(a, &up, kk.u.s, kk.len, vv); /* last duplicate wins */
-                    value pair = v_map_new(a, 2, &ok);
-                    v_map_append(a, &pair, V_LIT("key"), kk);
-                    v_map_append(a, &pair, V_LIT("value"), vv);
-                    v_array_push(a, &pairs, pair);
+                    userprops_add(&up, a, v_bin((const char *)pk.data, pk.size),
+                                  v_bin((const char *)pv.data, pv.size));
                 }
             } else if (kv.type == VT_BIN &&
                        !enif_is_tuple(env, v)) { /* tuple-valued internals dropped */
@@ -178,8 +176,7 @@ static value pub_props(ErlNifEnv *env, ERL_NIF_TERM props, arena *a) {
         }
         enif_map_iterator_destroy(env, &it);
     }
-    v_map_append(a, &out, V_LIT("User-Property"), up);
-    if (pairs.len) v_map_append(a, &out, V_LIT("User-Property-Pairs"), pairs);
+    userprops_finish(&up, a, &out);
     return out;
 }
 
