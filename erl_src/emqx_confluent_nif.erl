@@ -14,7 +14,8 @@
          action_new/2, action_send/3, action_metrics/1, action_metrics_reset/1,
          action_health/1, action_destroy/1, duration_ms/1,
          pipeline_new/2, pipeline_publish/3, pipeline_publish/4, pipeline_event/2, config_check/2,
-         source_new/4, source_set_pipeline/2, source_stats/1, source_stop/1, source_check/2]).
+         source_new/4, source_set_pipeline/2, source_stats/1, source_stop/1, source_check/2,
+         oauth_owner/1, oauth_token/2, oauth_stats/0]).
 
 -on_load(init/0).
 
@@ -97,6 +98,23 @@ ruleset_new(_Rules) -> ?NOT_LOADED.
 %% One entry per triggered rule, in rule order.
 -spec ruleset_eval(ruleset(), map()) -> [{RuleId :: binary(), rule_result()}].
 ruleset_eval(_Set, _Columns) -> ?NOT_LOADED.
+
+%% @doc Names the process that fetches OAUTHBEARER tokens: it receives
+%% `{ec_oauth_fetch, Id, #{endpoint_uri, client_id, client_secret, scope}}'
+%% and answers with oauth_token/2. `undefined' removes it.
+-spec oauth_owner(pid() | undefined) -> ok.
+oauth_owner(_Pid) -> ?NOT_LOADED.
+
+%% @doc The answer to one fetch request: the token (ExpiresAt in wall-clock
+%% ms since the epoch), or why there is none. Every producer of that store
+%% gets it.
+-spec oauth_token(pos_integer(), {ok, binary(), integer(), binary()} | {error, binary()}) ->
+          ok | {error, unknown_store}.
+oauth_token(_Id, _Result) -> ?NOT_LOADED.
+
+%% @doc Token requests made, tokens and failures received, live stores.
+-spec oauth_stats() -> #{requests | tokens | failures | stores => non_neg_integer()}.
+oauth_stats() -> ?NOT_LOADED.
 
 %% @doc The rule tester: one JSON request in, one JSON answer out (the same
 %% code as priv/bin/rule-test).

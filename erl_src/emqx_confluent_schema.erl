@@ -10,7 +10,8 @@
 
 -define(MASK, <<"******">>).
 %% paths of secret fields (rest-api.md §1.5)
--define(SECRETS, [[<<"authentication">>, <<"password">>], [<<"ssl">>, <<"password">>], [<<"password">>]]).
+-define(SECRETS, [[<<"authentication">>, <<"password">>], [<<"authentication">>, <<"client_secret">>],
+                  [<<"ssl">>, <<"password">>], [<<"password">>]]).
 -define(READ_ONLY, [<<"id">>, <<"type">>, <<"name">>, <<"status">>, <<"status_reason">>,
                     <<"node_status">>, <<"node">>]).
 -define(TYPES, [<<"confluent_producer">>, <<"kafka_producer">>]).

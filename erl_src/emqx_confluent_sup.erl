@@ -1,6 +1,8 @@
-%% @doc Top supervisor: the registry (emqx_confluent_mgr, which owns the
-%% connector processes) and the REST listener. rest_for_one: the listener
-%% reads the registry's table, so it restarts after it.
+%% @doc Top supervisor: the OAuth token fetcher (producers created by the
+%% registry may ask it for tokens at once), the registry
+%% (emqx_confluent_mgr, which owns the connector processes) and the REST
+%% listener. rest_for_one: the listener reads the registry's table, so it
+%% restarts after it.
 -module(emqx_confluent_sup).
 -behaviour(supervisor).
 
@@ -19,7 +21,9 @@ init([]) ->
     Mgr = #{id => emqx_confluent_mgr, start => {emqx_confluent_mgr, start_link, [#{data_dir => Dir}]},
             shutdown => 30000},
     Api = #{id => emqx_confluent_api, start => {?MODULE, start_api, []}, shutdown => 5000},
-    {ok, {#{strategy => rest_for_one, intensity => 10, period => 60}, [Mgr, Api]}}.
+    OAuth = #{id => emqx_confluent_oauth, start => {emqx_confluent_oauth, start_link, []},
+              shutdown => 5000},
+    {ok, {#{strategy => rest_for_one, intensity => 10, period => 60}, [OAuth, Mgr, Api]}}.
 
 %% the httpd service runs under inets' supervisor; a linked keeper process
 %% ties its life to ours

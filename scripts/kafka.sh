@@ -11,8 +11,10 @@
 #   kafka.sh create-topic DIR NAME PARTITIONS   create a topic (Kafka's TopicCommand)
 #   kafka.sh delete-topic DIR NAME              delete a topic
 #
-# Listeners: PLAINTEXT, and SASL_SSL with mechanism PLAIN (an API key/secret
-# pair standing in for a Confluent Cloud API key), TLS from a throwaway CA.
+# Listeners: PLAINTEXT; SASL_SSL with mechanism PLAIN (an API key/secret
+# pair standing in for a Confluent Cloud API key), TLS from a throwaway CA;
+# SASL_PLAINTEXT with OAUTHBEARER (Kafka's unsecured-JWT validator, scope
+# "kafka" required) for the OAuth client-credentials tests.
 set -euo pipefail
 # shellcheck source=scripts/testca.sh
 . "$(dirname "$0")/testca.sh"
@@ -23,6 +25,8 @@ LIBS=$EC_CACHE/kafka-$KAFKA_VERSION/libs
 SASL_KEY=${EC_KAFKA_SASL_KEY:-ECTESTAPIKEY0001}
 SASL_SECRET=${EC_KAFKA_SASL_SECRET:-ec-test-api-secret-0001}
 STORE_PASS=changeit
+# bumped when the broker configuration changes: an older DIR is recreated
+CONFIG_VERSION=2
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
@@ -65,18 +69,20 @@ make_tls() {
 }
 
 write_config() {
-  local dir=$1 pport=$2 sport=$3 cport=$4
+  local dir=$1 pport=$2 sport=$3 cport=$4 oport=$5
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$pport,SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$pport,SASL_SSL://127.0.0.1:$sport
+listeners=PLAINTEXT://127.0.0.1:$pport,SASL_SSL://127.0.0.1:$sport,OAUTH://127.0.0.1:$oport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$pport,SASL_SSL://127.0.0.1:$sport,OAUTH://127.0.0.1:$oport
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,OAUTH:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_KEY="$SASL_SECRET";
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker" unsecuredValidatorRequiredScope="kafka";
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$dir/tls/broker.p12
 ssl.keystore.password=$STORE_PASS
@@ -116,7 +122,10 @@ ready() {
   kcat -L -b "$KAFKA_PLAINTEXT" -m 3 2>/dev/null | grep -q '1 brokers' || return 1
   kcat -L -b "$KAFKA_SASL_SSL" -m 3 -X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN \
     -X sasl.username="$KAFKA_SASL_KEY" -X sasl.password="$KAFKA_SASL_SECRET" \
-    -X ssl.ca.location="$KAFKA_CA" 2>/dev/null | grep -q '1 brokers'
+    -X ssl.ca.location="$KAFKA_CA" 2>/dev/null | grep -q '1 brokers' || return 1
+  kcat -L -b "$KAFKA_SASL_OAUTH" -m 3 -X security.protocol=SASL_PLAINTEXT \
+    -X sasl.mechanisms=OAUTHBEARER -X enable.sasl.oauthbearer.unsecure.jwt=true \
+    -X sasl.oauthbearer.config="principal=ready scope=kafka" 2>/dev/null | grep -q '1 brokers'
 }
 
 start() {
@@ -126,17 +135,27 @@ start() {
   installed || install
   need java "Kafka needs a Java runtime"
   need kcat "readiness is checked with kcat"
+  if [ -f "$dir/env" ] && ! grep -q "^KAFKA_CONFIG_VERSION=$CONFIG_VERSION\$" "$dir/env"; then
+    echo "kafka.sh: $dir was made by an older kafka.sh: recreating it"
+    stop "$dir"
+    find "$dir" -mindepth 1 -delete
+  fi
   running "$dir" && { echo "kafka.sh: already running in $dir"; return 0; }
   if [ ! -f "$dir/env" ]; then
-    local pport sport cport
-    pport=$(free_port); sport=$(free_port); cport=$(free_port)
+    local pport sport cport oport
+    pport=$(free_port); sport=$(free_port); cport=$(free_port); oport=$(free_port)
     while [ "$sport" = "$pport" ]; do sport=$(free_port); done
     while [ "$cport" = "$pport" ] || [ "$cport" = "$sport" ]; do cport=$(free_port); done
+    while [ "$oport" = "$pport" ] || [ "$oport" = "$sport" ] || [ "$oport" = "$cport" ]; do
+      oport=$(free_port)
+    done
     make_tls "$dir"
-    write_config "$dir" "$pport" "$sport" "$cport"
+    write_config "$dir" "$pport" "$sport" "$cport" "$oport"
     cat > "$dir/env" <<ENV
+KAFKA_CONFIG_VERSION=$CONFIG_VERSION
 KAFKA_PLAINTEXT=127.0.0.1:$pport
 KAFKA_SASL_SSL=127.0.0.1:$sport
+KAFKA_SASL_OAUTH=127.0.0.1:$oport
 KAFKA_CONTROLLER=127.0.0.1:$cport
 KAFKA_SASL_KEY=$SASL_KEY
 KAFKA_SASL_SECRET=$SASL_SECRET
@@ -160,7 +179,7 @@ ENV
     [ $SECONDS -lt $deadline ] || { tail -30 "$dir/kafka.log" >&2; die "broker not ready after 120 s"; }
     sleep 0.5
   done
-  echo "kafka.sh: ready in $dir ($(grep -E '^KAFKA_(PLAINTEXT|SASL_SSL)=' "$dir/env" | tr '\n' ' '))"
+  echo "kafka.sh: ready in $dir ($(grep -E '^KAFKA_(PLAINTEXT|SASL_SSL|SASL_OAUTH)=' "$dir/env" | tr '\n' ' '))"
 }
 
 stop() {

@@ -1,6 +1,6 @@
 %% @doc common_test hook: starts the real services every suite may use, once
 %% per test run, and stops them after the last suite.
-%%   - Apache Kafka (KRaft, one node, PLAINTEXT + SASL_SSL/PLAIN) via scripts/kafka.sh
+%%   - Apache Kafka (KRaft, one node, PLAINTEXT + SASL_SSL/PLAIN + SASL_PLAINTEXT/OAUTHBEARER) via scripts/kafka.sh
 %%   - mosquitto on a free port via scripts/mqtt.sh
 %% Their coordinates are read back with ec_test_util:kafka/0 and mqtt/0.
 -module(ec_services_cth).

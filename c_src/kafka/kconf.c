@@ -258,6 +258,34 @@ static ec_status ssl_opts(const value *ssl, bool confluent, arena *a, kconf_prop
     return EC_OK;
 }
 
+/* OAuth 2.0 client credentials (EMQX 6's field names): the token comes
+ * from endpoint_uri; see koauth.h for how it reaches librdkafka. */
+static ec_status oauth_opts(const value *auth, arena *a, kconf_props *p, ec_error *err) {
+    const value *gt = get(auth, "grant_type");
+    if (gt && !is_str(gt, "client_credentials"))
+        return bad(err, "authentication.grant_type", "only client_credentials is supported");
+    const value *ep = get(auth, "endpoint_uri"), *id = get(auth, "client_id"),
+                *sec = get(auth, "client_secret"), *scope = get(auth, "scope");
+    if (!ep || ep->type != VT_BIN || !ep->len)
+        return bad(err, "authentication.endpoint_uri", "required");
+    const char *url = str_dup(a, ep);
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return bad(err, "authentication.endpoint_uri", "expected an http:// or https:// URL");
+    if (!id || id->type != VT_BIN || !id->len)
+        return bad(err, "authentication.client_id", "required");
+    if (!sec || sec->type != VT_BIN || !sec->len)
+        return bad(err, "authentication.client_secret", "required");
+    if (scope && scope->type != VT_BIN)
+        return bad(err, "authentication.scope", "expected a string");
+    if (!add(p, a, "sasl.mechanisms", "OAUTHBEARER") ||
+        !add(p, a, KPROD_PROP_OAUTH_ENDPOINT, url) ||
+        !add(p, a, KPROD_PROP_OAUTH_CLIENT_ID, str_dup(a, id)) ||
+        !add(p, a, KPROD_PROP_OAUTH_CLIENT_SECRET, str_dup(a, sec)) ||
+        (scope && scope->len && !add(p, a, KPROD_PROP_OAUTH_SCOPE, str_dup(a, scope))))
+        return ec_fail(err, EC_ENOMEM, "out of memory");
+    return EC_OK;
+}
+
 ec_status kconf_connector_parse(const value *conf, arena *a, kconf_connector *out, ec_error *err) {
     memset(out, 0, sizeof *out);
     if (!conf || conf->type != VT_MAP) return bad(err, "connector", "expected an object");
@@ -294,6 +322,9 @@ ec_status kconf_connector_parse(const value *conf, arena *a, kconf_connector *ou
                 !add(p, a, "sasl.kerberos.keytab", str_dup(a, kt)))
                 return ec_fail(err, EC_ENOMEM, "out of memory");
             mech = "GSSAPI";
+        } else if (is_str(m, "oauth") || is_str(m, "oauthbearer")) {
+            if ((st = oauth_opts(auth, a, p, err))) return st;
+            mech = "OAUTHBEARER";
         } else if (is_str(m, "plain"))
             mech = "PLAIN";
         else if (is_str(m, "scram_sha_256"))
@@ -302,13 +333,13 @@ ec_status kconf_connector_parse(const value *conf, arena *a, kconf_connector *ou
             mech = "SCRAM-SHA-512";
         else
             return bad(err, "authentication.mechanism",
-                       "expected plain, scram_sha_256 or scram_sha_512");
+                       "expected plain, scram_sha_256, scram_sha_512 or oauth");
     } else if (auth && is_str(auth, "msk_iam")) {
         return bad(err, "authentication", "msk_iam is not supported by this plugin");
     } else if (auth && !is_str(auth, "none")) {
         return bad(err, "authentication", "expected \"none\" or an object");
     }
-    if (mech && strcmp(mech, "GSSAPI") != 0) {
+    if (mech && strcmp(mech, "GSSAPI") != 0 && strcmp(mech, "OAUTHBEARER") != 0) {
         const value *u = get(auth, "username"), *pw = get(auth, "password");
         if (!u || u->type != VT_BIN || !u->len)
             return bad(err, "authentication.username", "required");

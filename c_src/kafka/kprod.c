@@ -1,6 +1,8 @@
 /* kprod.c - librdkafka producer with its own delivery-report thread; see kprod.h. */
 #include "kprod.h"
 
+#include "koauth.h"
+
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,6 +23,7 @@ struct kprod {
     atomic_bool stop;
     pthread_mutex_t log_lock;
     char last_error[256]; /* newest librdkafka log line at level <= LOG_WARNING */
+    koauth *oauth;        /* OAUTHBEARER token store, or NULL */
 };
 
 static atomic_long live_producers;
@@ -79,6 +82,53 @@ static int socket_cb(int domain, int type, int protocol, void *opaque) {
     return fd;
 }
 
+static int oauth_set_token(void *h, const char *token, int64_t expires_ms, const char *principal,
+                           char *err, size_t n) {
+    return rd_kafka_oauthbearer_set_token(h, token, expires_ms, principal, NULL, 0, err, n) ? -1
+                                                                                            : 0;
+}
+
+static void oauth_set_failure(void *h, const char *reason) {
+    rd_kafka_oauthbearer_set_token_failure(h, reason);
+}
+
+static const koauth_ops oauth_ops = {oauth_set_token, oauth_set_failure};
+
+/* librdkafka wants a token (start, and 80 % into the current one's life);
+ * called on the poll thread. */
+static void oauth_refresh_cb(rd_kafka_t *rk, const char *config, void *opaque) {
+    (void)config;
+    kprod *p = opaque;
+    if (p && p->oauth) koauth_serve(p->oauth, rk, &oauth_ops);
+}
+
+/* our own properties (not librdkafka's): keep-alive timing and OAuth */
+typedef struct own_props {
+    int ka[3];
+    koauth_cfg oauth;
+} own_props;
+
+static int own_prop(const char *k, const char *v, own_props *o, ec_error *err) {
+    if (strcmp(k, KPROD_PROP_KEEPALIVE) == 0) {
+        if (sscanf(v, "%d,%d,%d", &o->ka[0], &o->ka[1], &o->ka[2]) != 3 || o->ka[0] < 1 ||
+            o->ka[1] < 1 || o->ka[2] < 1) {
+            ec_fail(err, EC_EINVAL, "%s: expected Idle,Interval,Probes", KPROD_PROP_KEEPALIVE);
+            return -1;
+        }
+    } else if (strcmp(k, KPROD_PROP_OAUTH_ENDPOINT) == 0) {
+        o->oauth.endpoint = v;
+    } else if (strcmp(k, KPROD_PROP_OAUTH_CLIENT_ID) == 0) {
+        o->oauth.client_id = v;
+    } else if (strcmp(k, KPROD_PROP_OAUTH_CLIENT_SECRET) == 0) {
+        o->oauth.client_secret = v;
+    } else if (strcmp(k, KPROD_PROP_OAUTH_SCOPE) == 0) {
+        o->oauth.scope = v;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static void *poll_main(void *arg) {
     kprod *p = arg;
     while (!atomic_load(&p->stop))
@@ -91,17 +141,14 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) return ec_fail(err, EC_ENOMEM, "out of memory creating Kafka configuration");
-    int ka[3] = {0, 0, 0};
+    own_props own = {{0, 0, 0}, {NULL, NULL, NULL, NULL}};
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(kv[2 * i], KPROD_PROP_KEEPALIVE) == 0) { /* ours, not librdkafka's */
-            if (sscanf(kv[2 * i + 1], "%d,%d,%d", &ka[0], &ka[1], &ka[2]) != 3 || ka[0] < 1 ||
-                ka[1] < 1 || ka[2] < 1) {
-                rd_kafka_conf_destroy(conf);
-                return ec_fail(err, EC_EINVAL, "%s: expected Idle,Interval,Probes",
-                               KPROD_PROP_KEEPALIVE);
-            }
-            continue;
+        int r = own_prop(kv[2 * i], kv[2 * i + 1], &own, err);
+        if (r < 0) {
+            rd_kafka_conf_destroy(conf);
+            return EC_EINVAL;
         }
+        if (r > 0) continue;
         if (rd_kafka_conf_set(conf, kv[2 * i], kv[2 * i + 1], errstr, sizeof errstr) !=
             RD_KAFKA_CONF_OK) {
             rd_kafka_conf_destroy(conf);
@@ -115,10 +162,19 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     }
     p->on_delivery = on_delivery;
     p->ctx = ctx;
-    p->ka_idle = ka[0];
-    p->ka_intvl = ka[1];
-    p->ka_cnt = ka[2];
-    if (ka[0]) rd_kafka_conf_set_socket_cb(conf, socket_cb);
+    p->ka_idle = own.ka[0];
+    p->ka_intvl = own.ka[1];
+    p->ka_cnt = own.ka[2];
+    if (own.ka[0]) rd_kafka_conf_set_socket_cb(conf, socket_cb);
+    if (own.oauth.endpoint) {
+        if (!own.oauth.client_id || !own.oauth.client_secret ||
+            !(p->oauth = koauth_acquire(&own.oauth))) {
+            rd_kafka_conf_destroy(conf);
+            free(p);
+            return ec_fail(err, EC_EINVAL, "OAuth: client id and secret required");
+        }
+        rd_kafka_conf_set_oauthbearer_token_refresh_cb(conf, oauth_refresh_cb);
+    }
     pthread_mutex_init(&p->log_lock, NULL);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_log_cb(conf, log_cb);
@@ -127,13 +183,16 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     if (!p->rk) { /* conf is still ours on failure */
         rd_kafka_conf_destroy(conf);
         pthread_mutex_destroy(&p->log_lock);
+        koauth_release(p->oauth);
         free(p);
         return ec_fail(err, EC_EINVAL, "cannot create Kafka producer: %s", errstr);
     }
     atomic_init(&p->stop, false);
     if (pthread_create(&p->poller, NULL, poll_main, p) != 0) {
+        if (p->oauth) koauth_detach(p->oauth, p->rk);
         rd_kafka_destroy(p->rk);
         pthread_mutex_destroy(&p->log_lock);
+        koauth_release(p->oauth);
         free(p);
         return ec_fail(err, EC_ENOMEM, "cannot start the producer poll thread");
     }
@@ -230,8 +289,10 @@ void kprod_destroy(kprod *p, int flush_timeout_ms) {
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     for (int i = 0; i < 200 && rd_kafka_outq_len(p->rk) > 0; i++)
         rd_kafka_poll(p->rk, 10);
+    if (p->oauth) koauth_detach(p->oauth, p->rk); /* no token is handed to a dead handle */
     rd_kafka_destroy(p->rk);
     pthread_mutex_destroy(&p->log_lock);
+    koauth_release(p->oauth);
     free(p);
     atomic_fetch_sub(&live_producers, 1);
 }

@@ -51,6 +51,12 @@ typedef struct kprod_record {
 /* A property of ours among the librdkafka ones: "Idle,Interval,Probes" in
  * seconds for TCP keep-alive (EMQX socket_opts.tcp_keepalive). */
 #define KPROD_PROP_KEEPALIVE "ec.tcp.keepalive"
+/* Ours too: SASL/OAUTHBEARER tokens from a client-credentials grant (see
+ * koauth.h); the endpoint property switches it on. */
+#define KPROD_PROP_OAUTH_ENDPOINT      "ec.oauth.endpoint"
+#define KPROD_PROP_OAUTH_CLIENT_ID     "ec.oauth.client_id"
+#define KPROD_PROP_OAUTH_CLIENT_SECRET "ec.oauth.client_secret"
+#define KPROD_PROP_OAUTH_SCOPE         "ec.oauth.scope"
 
 /* Creates a producer from n librdkafka properties kv[2i] = kv[2i+1].
  * Validates the properties (an unknown key or bad value is EC_EINVAL naming

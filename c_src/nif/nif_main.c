@@ -141,6 +141,7 @@ static int on_load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     if (nif_action_open_types(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_pipeline_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
     if (nif_source_open_type(env, ERL_NIF_RT_CREATE) != 0) return 1;
+    if (nif_oauth_init() != 0) return 1;
     atomic_fetch_add(&n_loads, 1);
     *priv = NULL;
     return 0;
@@ -156,6 +157,7 @@ static int on_upgrade(ErlNifEnv *env, void **priv, void **old_priv, ERL_NIF_TERM
     if (nif_action_open_types(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_pipeline_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
     if (nif_source_open_type(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER) != 0) return 1;
+    if (nif_oauth_init() != 0) return 1;
     atomic_fetch_add(&n_upgrades, 1);
     *priv = NULL;
     return 0;
@@ -241,6 +243,11 @@ static ErlNifFunc nif_funcs[] = {
     {"source_stop", 1, nif_source_stop, ERL_NIF_DIRTY_JOB_IO_BOUND},
     /* parses a few bytes */
     {"duration_ms", 1, nif_duration_ms, 0},
+    /* OAUTHBEARER tokens: a mutex and a few pointers; oauth_token hands the
+     * token to each librdkafka handle of the store (an enqueue each) */
+    {"oauth_owner", 1, nif_oauth_owner, 0},
+    {"oauth_token", 2, nif_oauth_token, 0},
+    {"oauth_stats", 0, nif_oauth_stats, 0},
     /* a test request may run any function on any payload */
     {"rule_test", 1, nif_rule_test, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };

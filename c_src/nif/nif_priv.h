@@ -77,6 +77,11 @@ typedef struct nif_waits {
 int nif_pipeline_run(void *pipeline, struct value *cols, struct arena *a, nif_waits *w);
 
 int nif_source_open_type(ErlNifEnv *env, ErlNifResourceFlags flags);
+/* OAUTHBEARER token requests to Erlang (nif_oauth.c) */
+int nif_oauth_init(void);
+ERL_NIF_TERM nif_oauth_owner(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_oauth_token(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_oauth_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_source_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_source_set_pipeline(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_source_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
