@@ -206,10 +206,17 @@ int main(void) {
             for (int v = 0; v < 2; v++) {
                 bench_case c = {where ? real : NULL, where ? real_topic : "bench-mock", v ? 1024 : 100,
                                 s ? "key_dispatch" : "random", n, NULL};
+                char tag[32]; /* BENCH_ONLY=random:100 runs one case (profiling) */
+                snprintf(tag, sizeof tag, "%s:%zu", c.strategy, c.value_len);
+                if (getenv("BENCH_ONLY") && strcmp(getenv("BENCH_ONLY"), tag) != 0) continue;
                 /* 5 rounds, alternating which runs first; medians of each */
                 double raws[5], acts[5];
+                const char *side = getenv("BENCH_SIDE"); /* action | raw: profile one side */
                 for (int rnd = 0; rnd < 5; rnd++) {
-                    if (rnd % 2) {
+                    if (side) {
+                        acts[rnd] = strcmp(side, "raw") ? run_action(&c, keys, payload) : 1;
+                        raws[rnd] = strcmp(side, "raw") ? 1 : run_raw(&c, keys, payload);
+                    } else if (rnd % 2) {
                         acts[rnd] = run_action(&c, keys, payload);
                         raws[rnd] = run_raw(&c, keys, payload);
                     } else {
@@ -223,6 +230,7 @@ int main(void) {
                 fflush(stdout);
             }
     }
+    if (getenv("BENCH_ONLY")) return 0;
     /* buffer.mode disk vs memory (same action otherwise), fsync batched every 200 ms */
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/ec-bench-disk-%d", (int)getpid());

@@ -66,6 +66,13 @@ amsg(Params) ->
 t_action_errors(_) ->
     C = (conn())#{<<"type">> => <<"confluent_producer">>},
     ?assertMatch({ok, _}, ?S:check_action(<<"confluent_producer">>, act(#{}), C)),
+    %% staleness and retry bounds (EMQX master): infinity or a value
+    ?assertMatch({ok, _}, ?S:check_action(<<"confluent_producer">>,
+                                          act(#{<<"max_batch_age">> => <<"30s">>, <<"max_retries">> => 3}), C)),
+    ?assertMatch({ok, _}, ?S:check_action(<<"confluent_producer">>,
+                                          act(#{<<"max_batch_age">> => <<"infinity">>, <<"max_retries">> => <<"infinity">>}), C)),
+    ?assertMatch(<<"parameters.max_batch_age:", _/binary>>, amsg(#{<<"max_batch_age">> => <<"soon">>})),
+    ?assertMatch(<<"parameters.max_retries:", _/binary>>, amsg(#{<<"max_retries">> => -1})),
     ?assertEqual({error, <<"connector: required">>}, ?S:check_action(<<"confluent_producer">>, maps:remove(<<"connector">>, act(#{})), C)),
     ?assertMatch({error, <<"connector: no ", _/binary>>}, ?S:check_action(<<"confluent_producer">>, act(#{}), undefined)),
     ?assertMatch({error, <<"connector: is a kafka_producer connector", _/binary>>},

@@ -27,13 +27,17 @@
 
 typedef struct ktopic ktopic;
 
+typedef struct kqueue kqueue;
+
 typedef struct krec {
     struct krec *next;
     ktopic *topic;
+    kqueue *q; /* the partition queue whose window the record is in flight in */
     void *token;
     int32_t partition;
     uint32_t est;
     int64_t ts;
+    int64_t born_ms; /* max_batch_age set: when the record was buffered (else 0) */
     char *key, *val;
     uint32_t klen, vlen, nh;
     kprod_header *hdrs;
@@ -42,27 +46,37 @@ typedef struct krec {
     char data[];
 } krec;
 
-typedef struct kqueue {
+/* Buffered records of one partition (under k->mu) and its in-flight window.
+ * The window counters are atomics: delivery reports release them without
+ * the lock; they only grow under it. A kqueue never moves or goes away
+ * before the action (records in flight point at it). */
+struct kqueue {
     krec *head, *tail;
     uint64_t bytes; /* estimated bytes buffered (not handed to librdkafka) */
-    uint64_t inflight_bytes;
-    uint32_t inflight;
-} kqueue;
+    /* written by the delivery thread too: a cache line of its own */
+    _Alignas(64) _Atomic uint64_t inflight_bytes;
+    _Atomic uint32_t inflight;
+};
 
 struct ktopic {
     ktopic *next;
     char *name;
+    size_t name_len;
     int32_t count;           /* partitions in use: -1 unknown yet, 0 unknown topic */
     int64_t next_refresh_ms; /* when to ask metadata again */
     kqueue pending;          /* records waiting for the partition count */
-    kqueue *parts;
+    kqueue **parts;
     int32_t cap;
 };
 
+/* Grouped by the thread that writes them, one cache line per group, so the
+ * senders and librdkafka's delivery thread do not bounce each other's lines. */
 typedef struct kmetrics {
-    _Atomic uint64_t matched, success, failed, dropped, dropped_queue_full,
-        dropped_resource_stopped;
-    _Atomic int64_t queuing, queuing_bytes, inflight;
+    _Alignas(64) _Atomic uint64_t matched, failed, dropped, dropped_queue_full,
+        dropped_resource_stopped, dropped_expired;
+    _Atomic int64_t queuing, queuing_bytes;
+    _Alignas(64) _Atomic int64_t inflight;
+    _Alignas(64) _Atomic uint64_t success;
 } kmetrics;
 
 struct kaction {
@@ -71,15 +85,17 @@ struct kaction {
     pthread_cond_t cv;
     pthread_t pump;
     bool stop;
-    bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
+    _Atomic bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
     ktopic *topics;
     uint32_t ntopics;
     tmpl *topic_t, *key_t, *val_t, *ts_t;
     kh_spec *hdrs;
     bool fixed_topic;
+    ktopic *fixed; /* the fixed topic's entry (set at start, never freed before the action) */
     part_strategy strategy;
     int32_t partitions_limit;
     uint64_t per_partition_limit, window, refresh_ms, sync_timeout_ms;
+    int64_t max_age_ms; /* max_batch_age; 0 = records never expire */
     bool sync;
     bool overload_protection; /* memory_overload_protection (memory buffer) */
     _Atomic bool high_mem;    /* host above the memory high watermark (sampled by the pump) */
@@ -214,6 +230,7 @@ static krec *unpersist(const uint8_t *b, uint32_t n) {
     r->ts = (int64_t)ts;
     r->token = NULL;
     r->replayed = true;
+    r->born_ms = now_ms(); /* max_batch_age counts from the replay */
     r->est = (uint32_t)kaction_estimate_size(klen, vlen, hl, nh);
     return r;
 bad:
@@ -306,25 +323,59 @@ static int32_t pick(kaction *k, const krec *r, int32_t count) {
     return part_pick(k->strategy, r->key, r->klen, count);
 }
 
+/* zeroed memory aligned for the cache-line-aligned members (free() frees it) */
+static void *zalloc64(size_t n) {
+    n = (n + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
 static bool grow_parts(ktopic *t, int32_t count) {
     if (count <= t->cap) return true;
-    kqueue *np = realloc(t->parts, sizeof *np * (size_t)count);
+    kqueue **np = realloc(t->parts, sizeof *np * (size_t)count);
     if (!np) return false;
-    memset(np + t->cap, 0, sizeof *np * (size_t)(count - t->cap));
     t->parts = np;
-    t->cap = count;
+    for (; t->cap < count; t->cap++)
+        if (!(np[t->cap] = zalloc64(sizeof **np))) return false;
     return true;
+}
+
+/* room in q's window for est more bytes (max_inflight x max_batch_bytes;
+ * one record always fits an empty window) */
+static bool window_room(const kaction *k, kqueue *q, uint32_t est) {
+    return atomic_load(&q->inflight) == 0 || atomic_load(&q->inflight_bytes) + est <= k->window;
+}
+
+static void window_take(kqueue *q, krec *r) {
+    r->q = q;
+    atomic_fetch_add(&q->inflight, 1);
+    atomic_fetch_add(&q->inflight_bytes, r->est);
+}
+
+static void window_give(krec *r) {
+    atomic_fetch_sub(&r->q->inflight_bytes, r->est);
+    atomic_fetch_sub(&r->q->inflight, 1);
+}
+
+/* wakes the pump when it sleeps (caller holds k->mu) */
+static void wake_pump(kaction *k) {
+    if (atomic_load(&k->pump_idle)) {
+        atomic_store(&k->pump_idle, false);
+        pthread_cond_signal(&k->cv);
+    }
 }
 
 static ktopic *topic_get(kaction *k, const char *name, size_t len) {
     for (ktopic *t = k->topics; t; t = t->next)
-        if (strlen(t->name) == len && memcmp(t->name, name, len) == 0) return t;
+        if (t->name_len == len && memcmp(t->name, name, len) == 0) return t;
     if (k->ntopics >= KACTION_MAX_TOPICS) return NULL;
     ktopic *t = calloc(1, sizeof *t);
     if (!t || !(t->name = strndup(name, len))) {
         free(t);
         return NULL;
     }
+    t->name_len = len;
     t->count = -1;
     t->next = k->topics;
     k->topics = t;
@@ -353,9 +404,8 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     buf_init_arena(&vb, a);
     kh_pair *hp = NULL;
     uint32_t nh = 0;
-    if (k->fixed_topic)
-        buf_append(&tb, k->topic_t->src, k->topic_t->src_len);
-    else if ((st = tmpl_render_strict(k->topic_t, ctx, TMPL_DECODE_ONCE, a, &tb, err)))
+    if (!k->fixed_topic &&
+        (st = tmpl_render_strict(k->topic_t, ctx, TMPL_DECODE_ONCE, a, &tb, err)))
         goto failed;
     if (!tmpl_render(k->key_t, ctx, TMPL_DECODE_EVERY, false, a, &kb) ||
         !tmpl_render(k->val_t, ctx, TMPL_DECODE_EVERY, false, a, &vb)) {
@@ -364,7 +414,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     }
     int64_t ts = tmpl_render_timestamp(k->ts_t, ctx, a);
     if (k->hdrs && (st = kh_render(k->hdrs, ctx, a, &hp, &nh, err))) goto failed;
-    if (tb.len == 0 || tb.len > 249) {
+    if (!k->fixed_topic && (tb.len == 0 || tb.len > 249)) {
         st = ec_fail(err, EC_EINVAL, "bad_topic: the topic renders to %zu bytes", tb.len);
         goto failed;
     }
@@ -407,6 +457,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     r->est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
     r->dq_id = DQ_NONE;
     r->replayed = false;
+    r->born_ms = k->max_age_ms ? now_ms() : 0;
     /* disk mode: on disk before it is buffered (a page-cache write; the
      * pump makes it durable every DISK_FSYNC_MS), as EMQX's callers wait
      * for their disk append (sink-behaviour.md §7) */
@@ -416,7 +467,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     }
     krec *dropped = NULL;
     pthread_mutex_lock(&k->mu);
-    ktopic *t = topic_get(k, tb.p, tb.len);
+    ktopic *t = k->fixed_topic ? k->fixed : topic_get(k, tb.p, tb.len);
     if (!t) {
         pthread_mutex_unlock(&k->mu);
         r->token = NULL;
@@ -429,27 +480,25 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         pthread_mutex_unlock(&k->mu);
         r->token = NULL;
         finish(k, r, "unknown topic", -1, -1);
-        st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %.*s", (int)tb.len, tb.p);
+        st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %s", t->name);
         goto failed;
     }
     r->topic = t;
     kqueue *q;
     if (t->count > 0) {
         r->partition = pick(k, r, t->count);
-        q = &t->parts[r->partition];
-        if (!q->head && (q->inflight == 0 || q->inflight_bytes + r->est <= k->window)) {
+        q = t->parts[r->partition];
+        if (!q->head && window_room(k, q, r->est)) {
             /* fast path: nothing buffered ahead of it and room in the window:
              * hand it to librdkafka from this thread (non-blocking) */
-            q->inflight++;
-            q->inflight_bytes += r->est;
+            window_take(q, r);
             pthread_mutex_unlock(&k->mu);
             if (hand_off(k, r)) {
                 arena_reset(a);
                 return EC_OK;
             }
             pthread_mutex_lock(&k->mu); /* librdkafka full: buffer it after all */
-            q->inflight--;
-            q->inflight_bytes -= r->est;
+            window_give(r);
         }
     } else {
         r->partition = -1;
@@ -459,10 +508,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     atomic_fetch_add(&k->m.queuing, 1);
     atomic_fetch_add(&k->m.queuing_bytes, r->est);
     enforce_limit(k, q, r->est, &dropped);
-    if (k->pump_idle) {
-        k->pump_idle = false;
-        pthread_cond_signal(&k->cv);
-    }
+    wake_pump(k);
     pthread_mutex_unlock(&k->mu);
     answer_dropped(k, dropped);
     arena_reset(a);
@@ -499,17 +545,20 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
                         int64_t offset) {
     kaction *k = ctx;
     krec *r = opaque;
-    pthread_mutex_lock(&k->mu);
-    kqueue *q = &r->topic->parts[r->partition];
-    q->inflight_bytes -= r->est;
-    q->inflight--;
-    if (q->head && k->pump_idle) { /* records wait for window room: wake the pump */
-        k->pump_idle = false;
-        pthread_cond_signal(&k->cv);
+    /* no lock: the window shrinks atomically; the pump is woken only when it
+     * sleeps while records wait (it re-checks the windows after announcing
+     * its sleep, so one of the two always sees the other) */
+    window_give(r);
+    if (atomic_load(&k->pump_idle) && atomic_load(&k->m.queuing) > 0) {
+        pthread_mutex_lock(&k->mu);
+        wake_pump(k);
+        pthread_mutex_unlock(&k->mu);
     }
-    pthread_mutex_unlock(&k->mu);
     atomic_fetch_sub(&k->m.inflight, 1);
-    if (err && !atomic_load(&k->closing))
+    if (err && strcmp(err->msg, KPROD_ERR_EXPIRED) == 0) { /* max_batch_age inside librdkafka */
+        atomic_fetch_add(&k->m.dropped, 1);
+        atomic_fetch_add(&k->m.dropped_expired, 1);
+    } else if (err && !atomic_load(&k->closing))
         atomic_fetch_add(&k->m.failed, 1);
     else if (!err && !r->replayed)
         atomic_fetch_add(&k->m.success, 1);
@@ -553,17 +602,17 @@ static void refresh_topic(kaction *k, ktopic *t) {
         t->next_refresh_ms = now + UNKNOWN_TOPIC_RETRY_MS;
         drain_all(k, &t->pending, &failed);
         for (int32_t i = 0; i < t->cap; i++)
-            drain_all(k, &t->parts[i], &failed);
+            drain_all(k, t->parts[i], &failed);
     } else if (grow_parts(t, n)) {
         for (int32_t i = n; i < t->cap && i < t->count; i++)
-            drain_all(k, &t->parts[i], &lost);
+            drain_all(k, t->parts[i], &lost);
         t->count = n;
         t->next_refresh_ms = k->refresh_ms ? now + (int64_t)k->refresh_ms : INT64_MAX;
         krec *r;
         while ((r = q_pop(&t->pending))) { /* partitions for what waited */
             r->partition = pick(k, r, n);
-            q_push(&t->parts[r->partition], r);
-            enforce_limit(k, &t->parts[r->partition], r->est, &dropped);
+            q_push(t->parts[r->partition], r);
+            enforce_limit(k, t->parts[r->partition], r->est, &dropped);
         }
     }
     pthread_mutex_unlock(&k->mu);
@@ -572,6 +621,37 @@ static void refresh_topic(kaction *k, ktopic *t) {
     answer_failed(k, failed, why);
     answer_failed(k, lost, "partition_lost");
     answer_dropped(k, dropped);
+}
+
+/* max_batch_age: takes records buffered longer than that from the heads of
+ * q (oldest first) onto *out (k->mu held) */
+static void expire_queue(kaction *k, kqueue *q, int64_t now, krec **out) {
+    while (q->head && now - q->head->born_ms > k->max_age_ms) {
+        krec *r = q_pop(q);
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        r->next = *out;
+        *out = r;
+    }
+}
+
+static void answer_expired(kaction *k, krec *list) {
+    while (list) {
+        krec *n = list->next;
+        atomic_fetch_add(&k->m.dropped, 1);
+        atomic_fetch_add(&k->m.dropped_expired, 1);
+        finish(k, list, KPROD_ERR_EXPIRED, -1, -1);
+        list = n;
+    }
+}
+
+/* whether some partition has buffered records and window room (k->mu held) */
+static bool sendable(kaction *k) {
+    for (ktopic *t = k->topics; t; t = t->next)
+        for (int32_t p = 0; p < t->count && p < t->cap; p++)
+            if (t->parts[p]->head && window_room(k, t->parts[p], t->parts[p]->head->est))
+                return true;
+    return false;
 }
 
 static void *pump_main(void *arg) {
@@ -590,6 +670,19 @@ static void *pump_main(void *arg) {
             segq_maybe_sync(k->dq, (uint64_t)now, &derr);
             pthread_mutex_unlock(&k->dmu);
         }
+        if (k->max_age_ms) { /* stale records leave the buffer (EMQX: dropped.expired) */
+            krec *expired = NULL;
+            for (ktopic *t = k->topics; t; t = t->next) {
+                expire_queue(k, &t->pending, now, &expired);
+                for (int32_t p = 0; p < t->cap; p++)
+                    expire_queue(k, t->parts[p], now, &expired);
+            }
+            if (expired) {
+                pthread_mutex_unlock(&k->mu);
+                answer_expired(k, expired);
+                pthread_mutex_lock(&k->mu);
+            }
+        }
         /* metadata first (without the lock) */
         for (ktopic *t = k->topics; t && !k->stop; t = t->next) {
             bool due =
@@ -605,12 +698,10 @@ static void *pump_main(void *arg) {
         int nb = 0;
         for (ktopic *t = k->topics; t && nb < PUMP_BATCH; t = t->next) {
             for (int32_t p = 0; p < t->count && p < t->cap && nb < PUMP_BATCH; p++) {
-                kqueue *q = &t->parts[p];
-                while (q->head && nb < PUMP_BATCH &&
-                       (q->inflight == 0 || q->inflight_bytes + q->head->est <= k->window)) {
+                kqueue *q = t->parts[p];
+                while (q->head && nb < PUMP_BATCH && window_room(k, q, q->head->est)) {
                     krec *r = q_pop(q);
-                    q->inflight++;
-                    q->inflight_bytes += r->est;
+                    window_take(q, r);
                     batch[nb++] = r;
                 }
             }
@@ -627,9 +718,8 @@ static void *pump_main(void *arg) {
             pthread_mutex_lock(&k->mu);
             for (int i = nb - 1; i >= sent; i--) { /* not taken: back to the head, in order */
                 krec *r = batch[i];
-                kqueue *q = &r->topic->parts[r->partition];
-                q->inflight--;
-                q->inflight_bytes -= r->est;
+                kqueue *q = r->q;
+                window_give(r);
                 r->next = q->head;
                 q->head = r;
                 if (!q->tail) q->tail = r;
@@ -641,9 +731,13 @@ static void *pump_main(void *arg) {
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += PUMP_IDLE_WAIT_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-        k->pump_idle = true;
+        atomic_store(&k->pump_idle, true);
+        if (sendable(k)) { /* a delivery made room before it saw pump_idle */
+            atomic_store(&k->pump_idle, false);
+            continue;
+        }
         pthread_cond_timedwait(&k->cv, &k->mu, &until);
-        k->pump_idle = false;
+        atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);
     return NULL;
@@ -693,7 +787,7 @@ ec_status kaction_check(const kconf_action *act, ec_error *err) {
 
 ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,
                       void *reply_ctx, kaction **out, ec_error *err) {
-    kaction *k = calloc(1, sizeof *k);
+    kaction *k = zalloc64(sizeof *k);
     if (!k) return ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     ec_status st;
     if ((st = compile_templates(k, act, err))) {
@@ -706,6 +800,7 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->partitions_limit = act->partitions_limit;
     k->per_partition_limit = act->per_partition_limit;
     k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
+    k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;
     k->sync = act->sync;
     /* EMQX applies it to the memory buffer only */
@@ -773,7 +868,7 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     pthread_cond_init(&k->cv, NULL);
     if (k->fixed_topic) {
         pthread_mutex_lock(&k->mu);
-        ktopic *t = topic_get(k, act->topic, strlen(act->topic));
+        ktopic *t = k->fixed = topic_get(k, act->topic, strlen(act->topic));
         for (krec *r = replay, *n; r && t; r = n) { /* partitioned once metadata arrives */
             n = r->next;
             r->topic = t;
@@ -814,6 +909,7 @@ void kaction_get_metrics(kaction *k, kaction_metrics *m) {
     m->dropped = atomic_load(&k->m.dropped);
     m->dropped_queue_full = atomic_load(&k->m.dropped_queue_full);
     m->dropped_resource_stopped = atomic_load(&k->m.dropped_resource_stopped);
+    m->dropped_expired = atomic_load(&k->m.dropped_expired);
     m->queuing = atomic_load(&k->m.queuing);
     m->queuing_bytes = atomic_load(&k->m.queuing_bytes);
     m->inflight = atomic_load(&k->m.inflight);
@@ -828,6 +924,7 @@ void kaction_reset_metrics(kaction *k) { /* counters only; gauges keep their val
     atomic_store(&k->m.dropped, 0);
     atomic_store(&k->m.dropped_queue_full, 0);
     atomic_store(&k->m.dropped_resource_stopped, 0);
+    atomic_store(&k->m.dropped_expired, 0);
 }
 
 void kaction_destroy(kaction *k, int flush_ms) {
@@ -849,8 +946,10 @@ void kaction_destroy(kaction *k, int flush_ms) {
     krec *rest = NULL;
     for (ktopic *t = k->topics; t;) {
         drain_all(k, &t->pending, &rest);
-        for (int32_t i = 0; i < t->cap; i++)
-            drain_all(k, &t->parts[i], &rest);
+        for (int32_t i = 0; i < t->cap; i++) {
+            drain_all(k, t->parts[i], &rest);
+            free(t->parts[i]);
+        }
         ktopic *n = t->next;
         free(t->parts);
         free(t->name);

@@ -494,6 +494,22 @@ ec_status kconf_action_parse(const value *conf, bool confluent, arena *a, kconf_
         return st;
     if (out->max_batch_bytes < 1 || out->max_batch_bytes > 1000000000)
         return bad(err, "parameters.max_batch_bytes", "out of range");
+    /* staleness and retry bounds (EMQX 6 / master; both "infinity" by default) */
+    const value *age = get(pr, "max_batch_age");
+    out->max_batch_age_ms = 0;
+    if (age && !is_str(age, "infinity") &&
+        (!kconf_duration_ms(age, &out->max_batch_age_ms) || out->max_batch_age_ms == 0 ||
+         out->max_batch_age_ms > INT32_MAX))
+        return bad(err, "parameters.max_batch_age",
+                   "expected \"infinity\" or a positive duration such as \"30s\"");
+    const value *mr = get(pr, "max_retries");
+    out->max_retries = -1;
+    if (mr && !is_str(mr, "infinity")) {
+        if (mr->type != VT_INT || mr->u.i < 0 || mr->u.i > INT32_MAX)
+            return bad(err, "parameters.max_retries",
+                       "expected \"infinity\" or a non-negative integer");
+        out->max_retries = mr->u.i;
+    }
     const value *pcr = get(pr, "partition_count_refresh_interval");
     out->partition_count_refresh_s = 60;
     if (pcr && !kconf_duration_s(pcr, &out->partition_count_refresh_s))
@@ -570,13 +586,16 @@ ec_status kconf_producer_props(const kconf_connector *c, const kconf_action *act
     *out = c->props;
     char acks[8];
     snprintf(acks, sizeof acks, "%d", (int)act->acks);
-    /* messages never expire and retries are unlimited (EMQX 5.x); the plugin's
-     * own buffer in front of librdkafka decides what is dropped */
+    /* by default messages never expire and retries are unlimited (EMQX 5.x);
+     * max_batch_age / max_retries bound them (EMQX master); the plugin's own
+     * buffer in front of librdkafka decides what else is dropped */
     if (!add(out, a, "acks", acks) || !add(out, a, "compression.codec", act->compression) ||
         !add_u(out, a, "batch.size", act->max_batch_bytes) ||
         !add_u(out, a, "max.in.flight.requests.per.connection", act->max_inflight) ||
         !add_u(out, a, "linger.ms", act->max_linger_ms) ||
-        !add(out, a, "message.timeout.ms", "0") ||
+        !add_u(out, a, "message.timeout.ms", act->max_batch_age_ms) || /* 0 = never */
+        !add_u(out, a, "message.send.max.retries",
+               act->max_retries < 0 ? INT32_MAX : (uint64_t)act->max_retries) ||
         !add_u(out, a, "topic.metadata.refresh.interval.ms",
                act->partition_count_refresh_s ? act->partition_count_refresh_s * 1000 : 3600000) ||
         !add(out, a, "queue.buffering.max.messages", "10000000") ||

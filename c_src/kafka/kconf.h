@@ -59,6 +59,8 @@ typedef struct kconf_action {
     int32_t partitions_limit; /* 0 = all partitions */
     bool sync;
     uint64_t sync_timeout_ms;
+    uint64_t max_batch_age_ms; /* 0 = infinity: records never expire */
+    int64_t max_retries;       /* -1 = infinity */
     uint64_t per_partition_limit;
     bool memory_overload_protection;
     kconf_buffer_mode buffer_mode;

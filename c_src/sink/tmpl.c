@@ -224,6 +224,12 @@ static int64_t wall_ms(void) {
 }
 
 int64_t tmpl_render_timestamp(const tmpl *t, const value *ctx, arena *a) {
+    /* `${timestamp}` holding an integer: what rendering and parsing back
+     * would give, without the text round trip */
+    value v;
+    if (tmpl_is_single_var(t) && tmpl_lookup_var(&t->parts[0], ctx, TMPL_DECODE_EVERY, a, &v) &&
+        v.type == VT_INT)
+        return v.u.i;
     int64_t r = parse_ts(t, ctx, a);
     return r == INT64_MIN ? wall_ms() : r;
 }

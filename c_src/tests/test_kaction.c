@@ -219,6 +219,51 @@ TEST(kaction_mock_broker_down_overflow_then_recovers) {
     fx_stop(&f);
 }
 
+/* max_batch_age: records buffered (or in librdkafka) longer than that while
+ * Kafka is down are dropped as expired, not failed; max_retries: a record
+ * that keeps getting retriable errors fails after that many retries. */
+TEST(kaction_mock_max_batch_age_and_max_retries) {
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "stale", 1, "", ",\"max_inflight\":1,\"max_batch_age\":\"1s\""));
+    rd_kafka_mock_broker_set_down(f.m.mc, 1);
+    for (int i = 0; i < 10; i++)
+        REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 11, 15000));
+    kaction_metrics mt;
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(f.r.err, 10);
+    CHECK_STR(f.r.last_err, "request_expired");
+    CHECK_INT(mt.dropped_expired, 10);
+    CHECK_INT(mt.dropped, 10);
+    CHECK_INT(mt.failed, 0);
+    CHECK_INT(mt.queuing, 0);
+    /* Kafka back: records go through again (librdkafka may need a few
+     * reconnect attempts, longer than one max_batch_age) */
+    rd_kafka_mock_broker_set_up(f.m.mc, 1);
+    int sent = 10;
+    for (int i = 0; i < 20 && f.r.ok < 2; i++) {
+        REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+        REQUIRE(wait_replies(&f.r, 1 + ++sent, 15000));
+    }
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(mt.success, 2);
+    CHECK_INT(mt.success + mt.dropped, mt.matched);
+    fx_stop(&f);
+
+    REQUIRE(fx_start(&f, 1, "tries", 1, "", ",\"max_retries\":1"));
+    rd_kafka_mock_push_request_errors(
+        f.m.mc, 0, 4, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+    REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 2, 15000));
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(f.r.err, 1);
+    CHECK(strstr(f.r.last_err, "in-sync") != NULL);
+    CHECK_INT(mt.failed, 1);
+    CHECK_INT(mt.dropped_expired, 0);
+    fx_stop(&f);
+}
+
 /* socket_opts.tcp_keepalive "Idle,Interval,Probes" reaches the sockets:
  * `ss -o` shows a keepalive timer that starts at Idle seconds. */
 TEST(kaction_tcp_keepalive_applied) {
