@@ -225,6 +225,11 @@ int main(void) {
                     }
                 }
                 double raw = median5(raws), act = median5(acts);
+                if (side) { /* profiling one side: no comparison to print */
+                    printf("%-8s %-13s %6zu %s %.0f r/s\n", where ? "real" : "mock", c.strategy,
+                           c.value_len, side, strcmp(side, "raw") ? act : raw);
+                    continue;
+                }
                 printf("%-8s %-13s %6zu %12.0f %12.0f %6.0f%%\n", where ? "real" : "mock", c.strategy, c.value_len,
                        act, raw, 100 * act / raw);
                 fflush(stdout);

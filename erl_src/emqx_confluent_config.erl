@@ -51,24 +51,20 @@ change({delete, connector, Id}, Cfg, _Now) ->
 change({enable, Kind, Id, Enable}, Cfg, Now) when is_boolean(Enable) ->
     with_existing(Kind, Id, Cfg,
                   fun(Old) -> put_obj(Kind, Id, touch(Old#{<<"enable">> => Enable}, Kind, Now), Cfg) end);
-change({create, action, Body}, Cfg, Now) ->
-    with_type_name(action, Body, Cfg,
+change({create, Kind, Body}, Cfg, Now) when Kind =:= action; Kind =:= source ->
+    with_type_name(Kind, Body, Cfg,
                    fun(Type, Name, Id) ->
-                           check_action(Type, Body, Cfg,
-                                        fun(Conf) -> put_obj(action, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
-                                                                                <<"created_at">> => Now,
-                                                                                <<"last_modified_at">> => Now}, Cfg)
-                                        end)
+                           check_channel(Kind, Type, Body, Cfg,
+                                         fun(Conf) -> put_obj(Kind, Id, stamped(Conf, Type, Name, Now, Now), Cfg) end)
                    end);
-change({update, action, Id, Body}, Cfg, Now) ->
-    with_existing(action, Id, Cfg,
+change({update, Kind, Id, Body}, Cfg, Now) when Kind =:= action; Kind =:= source ->
+    with_existing(Kind, Id, Cfg,
                   fun(#{<<"type">> := Type, <<"name">> := Name} = Old) ->
-                          check_action(Type, maps:without(?BOOKKEEPING, object(Body)), Cfg,
-                                       fun(Conf) ->
-                                               put_obj(action, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
-                                                                          <<"created_at">> => maps:get(<<"created_at">>, Old, Now),
-                                                                          <<"last_modified_at">> => Now}, Cfg)
-                                       end)
+                          check_channel(Kind, Type, maps:without(?BOOKKEEPING, object(Body)), Cfg,
+                                        fun(Conf) ->
+                                                Created = maps:get(<<"created_at">>, Old, Now),
+                                                put_obj(Kind, Id, stamped(Conf, Type, Name, Created, Now), Cfg)
+                                        end)
                   end);
 change({delete, action, Id, AlsoDeleteDeps}, Cfg, Now) ->
     with_existing(action, Id, Cfg,
@@ -84,25 +80,6 @@ change({delete, action, Id, AlsoDeleteDeps}, Cfg, Now) ->
                                                <<"Cannot delete action while active rules are depending on it">>))
                                           #{extra => #{<<"rules">> => Rules}}}
                           end
-                  end);
-change({create, source, Body}, Cfg, Now) ->
-    with_type_name(source, Body, Cfg,
-                   fun(Type, Name, Id) ->
-                           check_source(Type, Body, Cfg,
-                                        fun(Conf) -> put_obj(source, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
-                                                                                <<"created_at">> => Now,
-                                                                                <<"last_modified_at">> => Now}, Cfg)
-                                        end)
-                   end);
-change({update, source, Id, Body}, Cfg, Now) ->
-    with_existing(source, Id, Cfg,
-                  fun(#{<<"type">> := Type, <<"name">> := Name} = Old) ->
-                          check_source(Type, maps:without(?BOOKKEEPING, object(Body)), Cfg,
-                                       fun(Conf) ->
-                                               put_obj(source, Id, Conf#{<<"type">> => Type, <<"name">> => Name,
-                                                                          <<"created_at">> => maps:get(<<"created_at">>, Old, Now),
-                                                                          <<"last_modified_at">> => Now}, Cfg)
-                                       end)
                   end);
 change({delete, source, Id}, Cfg, _Now) ->
     with_existing(source, Id, Cfg, fun(_) -> {ok, del_obj(source, Id, Cfg), Id} end);
@@ -235,33 +212,30 @@ not_found(Kind, Id) ->
           end,
     err(404, <<"NOT_FOUND">>, iolist_to_binary(Msg)).
 
-check_source(Type, Body, Cfg, Fun) ->
+%% an action's or source's body checked against its connector (looked up
+%% by the name in `connector'; a source's is an mqtt connector)
+check_channel(Kind, Type, Body, Cfg, Fun) ->
+    ConnType = case Kind of action -> Type; source -> <<"mqtt">> end,
     ConnConf = case maps:get(<<"connector">>, object(Body), undefined) of
                    C when is_binary(C), C =/= <<>> ->
-                       case find(connector, id(<<"mqtt">>, C), Cfg) of
+                       case find(connector, id(ConnType, C), Cfg) of
                            {ok, Conn} -> Conn;
                            error -> undefined
                        end;
                    _ -> undefined
                end,
-    case ?S:check_source(Type, Body, ConnConf) of
+    Checked = case Kind of
+                  action -> ?S:check_action(Type, Body, ConnConf);
+                  source -> ?S:check_source(Type, Body, ConnConf)
+              end,
+    case Checked of
         {ok, Conf} -> Fun(Conf);
         {error, M} -> bad_request(M)
     end.
 
-check_action(Type, Body, Cfg, Fun) ->
-    ConnConf = case maps:get(<<"connector">>, object(Body), undefined) of
-                   C when is_binary(C), C =/= <<>> ->
-                       case find(connector, id(Type, C), Cfg) of
-                           {ok, Conn} -> Conn;
-                           error -> undefined
-                       end;
-                   _ -> undefined
-               end,
-    case ?S:check_action(Type, Body, ConnConf) of
-        {ok, Conf} -> Fun(Conf);
-        {error, M} -> bad_request(M)
-    end.
+stamped(Conf, Type, Name, Created, Now) ->
+    Conf#{<<"type">> => Type, <<"name">> => Name, <<"created_at">> => Created,
+          <<"last_modified_at">> => Now}.
 
 %% Kind: connector | action | source | rule
 put_obj(Kind, Id, Obj, Cfg) when is_atom(Kind) -> put_obj(section(Kind), Id, Obj, Cfg);

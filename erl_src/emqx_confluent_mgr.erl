@@ -297,18 +297,23 @@ reconcile_connectors(Cfg, St) ->
                                       false -> false
                                   end
                           end, maps:get(<<"connectors">>, Cfg)),
-    St1 = maps:fold(fun(Id, {_Pid, Conf}, S) ->
-                            case maps:find(Id, Want) of
-                                {ok, Conf} -> S;
-                                _ -> stop_connector(Id, S)
-                            end
-                    end, St, St#st.conns),
+    St1 = stop_unwanted(Want, St#st.conns, fun stop_connector/2, St),
     maps:fold(fun(Id, Conf, S) ->
                       case maps:is_key(Id, S#st.conns) of
                           true -> S;
                           false -> start_connector(Id, Conf, S)
                       end
               end, St1, Want).
+
+%% stops each running {Handle, Conf} whose id is no longer wanted or is
+%% wanted with another configuration (it is started again afterwards)
+stop_unwanted(Want, Running, Stop, St) ->
+    maps:fold(fun(Id, {_Handle, Conf}, S) ->
+                      case maps:find(Id, Want) of
+                          {ok, Conf} -> S;
+                          _ -> Stop(Id, S)
+                      end
+              end, St, Running).
 
 start_connector(Id, Conf, St) ->
     ets:delete(?TAB, {start_error, Id}),
@@ -425,12 +430,7 @@ reconcile_sources(Cfg, St) ->
                                       error -> false
                                   end
                           end, maps:get(<<"sources">>, Cfg, #{})),
-    St1 = maps:fold(fun(Id, {_Res, Conf}, S) ->
-                            case maps:find(Id, Want) of
-                                {ok, Conf} -> S;
-                                _ -> stop_source(Id, S)
-                            end
-                    end, St, St#st.srcs),
+    St1 = stop_unwanted(Want, St#st.srcs, fun stop_source/2, St),
     {P, Node, _} = pipeline(),
     Ready = actions_ready(St1),
     maps:fold(fun(Id, {Conn, Src} = Conf, S) ->

@@ -70,10 +70,21 @@ fetch(#{endpoint_uri := Url, client_id := ClientId, client_secret := Secret, sco
         {ok, {{_, Status, _}, _Headers, RespBody}} ->
             err("token endpoint ~s answered HTTP ~b: ~s", [Url, Status, snippet(RespBody)]);
         {error, Reason} ->
-            err("token endpoint ~s: ~0p", [Url, Reason])
+            err("token endpoint ~s: ~s", [Url, why(Reason)])
     catch
         C:E -> err("token endpoint ~s: ~0p:~0p", [Url, C, E])
     end.
+
+%% the part of an httpc error an operator acts on, short enough to survive
+%% librdkafka's error line (connect failures nest it; TLS alerts carry a
+%% long text after the alert's name)
+why({failed_connect, Info}) ->
+    case lists:keyfind(inet, 1, Info) of
+        {inet, _, R} -> why(R);
+        false -> io_lib:format("~0p", [Info])
+    end;
+why({tls_alert, {Alert, _Text}}) -> io_lib:format("TLS alert ~s", [Alert]);
+why(R) -> io_lib:format("~0p", [R]).
 
 ssl_opts(<<"https://", _/binary>>) ->
     _ = application:ensure_all_started(ssl),

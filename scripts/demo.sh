@@ -22,15 +22,9 @@ SECRET=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-NODE_PID=""
-cleanup() {
-  set +e
-  [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
-  scripts/mqtt.sh stop "$DEMO/mqtt" >/dev/null 2>&1
-  scripts/kafka.sh clean "$DEMO/kafka" >/dev/null 2>&1
-  echo "demo: stopped the node, mosquitto and Kafka"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/standalone.sh
+. scripts/standalone.sh
+trap 'ec_stop "$DEMO"; echo "demo: stopped the node, mosquitto and Kafka"' EXIT
 
 say "dependencies and build"
 scripts/deps.sh --check || scripts/deps.sh
@@ -39,30 +33,12 @@ rebar3 compile >/dev/null
 
 say "local Kafka (PLAINTEXT + SASL_SSL/PLAIN) and mosquitto"
 rm -rf "$DEMO"; mkdir -p "$DEMO"
-scripts/kafka.sh start "$DEMO/kafka"
-scripts/mqtt.sh start "$DEMO/mqtt"
-# shellcheck disable=SC1091
-. "$DEMO/kafka/env"
-# shellcheck disable=SC1091
-. "$DEMO/mqtt/env"
+ec_start_services "$DEMO"
 scripts/kafka.sh create-topic "$DEMO/kafka" "$TOPIC" 3 >/dev/null
 
 say "emqx_confluent node (standalone), REST API on 127.0.0.1:$PORT"
-EMQX_CONFLUENT_API_KEY=$KEY EMQX_CONFLUENT_API_SECRET=$SECRET \
-EMQX_CONFLUENT_DATA_DIR=$DEMO/node EMQX_CONFLUENT_LISTEN=127.0.0.1:$PORT \
-  erl -noshell -noinput -sname "ecdemo$$" -pa _build/default/lib/emqx_confluent/ebin \
-      -eval '{ok, _} = application:ensure_all_started(emqx_confluent)' > "$DEMO/node.log" 2>&1 &
-NODE_PID=$!
-api() { # METHOD PATH [JSON]
-  local m=$1 p=$2; shift 2
-  curl -sS -u "$KEY:$SECRET" -X "$m" -H 'content-type: application/json' \
-       "http://127.0.0.1:$PORT/api/v5$p" "$@"
-}
-for _ in $(seq 1 100); do
-  api GET /status >/dev/null 2>&1 && break
-  kill -0 "$NODE_PID" 2>/dev/null || { cat "$DEMO/node.log"; exit 1; }
-  sleep 0.2
-done
+ec_start_node "$DEMO" "$PORT" "$KEY" "$SECRET"
+api() { ec_api "$@"; }
 api GET /status; echo
 
 say "connector: confluent_producer over SASL_SSL with an API key/secret"

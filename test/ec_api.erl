@@ -3,7 +3,7 @@
 -module(ec_api).
 
 -export([start_app/1, stop_app/0, call/2, call/3, call/4, admin/0, viewer/0, url/1,
-         conn_body/2, wait_status/3]).
+         conn_body/2, wait_status/3, delete_all/0]).
 
 admin() -> {"admin", "admin-secret"}.
 viewer() -> {"viewer", "viewer-secret"}.
@@ -62,6 +62,15 @@ conn_body(Kind, Name) ->
     C#{<<"type">> => Type, <<"name">> => Name,
        <<"resource_opts">> => #{<<"health_check_interval">> => <<"500ms">>,
                                 <<"start_timeout">> => <<"10s">>}}.
+
+%% @doc Deletes every rule, source, action and connector over REST (each
+%% answering 204), dependants first: a case's clean slate.
+delete_all() ->
+    Cfg = emqx_confluent_mgr:snapshot(),
+    [{204, _} = call(delete, "/" ++ Kind ++ "/" ++ uri_string:quote(binary_to_list(Id)))
+     || Kind <- ["rules", "sources", "actions", "connectors"],
+        Id <- maps:keys(maps:get(list_to_binary(Kind), Cfg, #{}))],
+    ok.
 
 %% @doc Polls GET Path until its status is Want.
 wait_status(Path, Want, Timeout) ->

@@ -25,16 +25,10 @@ end_per_suite(_) ->
     ok.
 
 init_per_testcase(_, Config) ->
-    Cfg = emqx_confluent_mgr:snapshot(),
-    [{204, _} = call(delete, "/rules/" ++ uri(Id)) || Id <- maps:keys(maps:get(<<"rules">>, Cfg))],
-    [{204, _} = call(delete, "/sources/" ++ uri(Id)) || Id <- maps:keys(maps:get(<<"sources">>, Cfg))],
-    [{204, _} = call(delete, "/actions/" ++ uri(Id)) || Id <- maps:keys(maps:get(<<"actions">>, Cfg))],
-    [{204, _} = call(delete, "/connectors/" ++ uri(Id)) || Id <- maps:keys(maps:get(<<"connectors">>, Cfg))],
+    ok = ec_api:delete_all(),
     Config.
 
 end_per_testcase(_, _) -> ok.
-
-uri(Id) -> uri_string:quote(binary_to_list(Id)).
 
 mqtt_port() -> binary_to_list(maps:get(<<"MQTT_PORT">>, ec_test_util:mqtt())).
 

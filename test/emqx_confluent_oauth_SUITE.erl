@@ -17,7 +17,7 @@
 -import(ec_api, [call/2, call/3]).
 
 all() -> [t_token_lifetime_and_principal, t_client_credentials_produce_and_refresh,
-          t_endpoint_refuses_then_recovers].
+          t_endpoint_refuses_then_recovers, t_https_endpoint_verified].
 
 init_per_suite(Config) ->
     ok = ec_api:start_app(filename:join(?config(priv_dir, Config), "data")),
@@ -35,11 +35,7 @@ init_per_testcase(_, Config) ->
     Config.
 
 end_per_testcase(_, _) ->
-    Cfg = emqx_confluent_mgr:snapshot(),
-    [call(delete, "/rules/" ++ binary_to_list(Id)) || Id <- maps:keys(maps:get(<<"rules">>, Cfg))],
-    [call(delete, "/actions/" ++ binary_to_list(Id)) || Id <- maps:keys(maps:get(<<"actions">>, Cfg))],
-    [call(delete, "/connectors/" ++ binary_to_list(Id)) || Id <- maps:keys(maps:get(<<"connectors">>, Cfg))],
-    ok.
+    ec_api:delete_all().
 
 %% ---- cases --------------------------------------------------------------------
 
@@ -99,6 +95,33 @@ t_endpoint_refuses_then_recovers(Config) ->
     token_server_set(#{status => 200, lifetime => 60}),
     ec_api:wait_status("/connectors/kafka_producer:oauth2", <<"connected">>, 40000),
     ok.
+
+%% an HTTPS token endpoint is verified against the system CA bundle: one
+%% whose certificate comes from the throwaway test CA is refused
+t_https_endpoint_verified(_) ->
+    Tls = filename:join(ec_test_util:kafka(<<"KAFKA_DIR">>), "tls"),
+    {ok, _} = application:ensure_all_started(ssl),
+    {ok, L} = ssl:listen(0, [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}},
+                             {certfile, filename:join(Tls, "broker.pem")},
+                             {keyfile, filename:join(Tls, "broker.key")}]),
+    {ok, {_, Port}} = ssl:sockname(L),
+    Acceptor = spawn(fun() -> tls_accept(L) end),
+    Conn = connector(<<"oauth3">>, Port),
+    Https = <<"https://127.0.0.1:", (integer_to_binary(Port))/binary, "/oauth2/token">>,
+    Auth = (maps:get(<<"authentication">>, Conn))#{<<"endpoint_uri">> => Https},
+    {201, _} = call(post, "/connectors", Conn#{<<"authentication">> => Auth}),
+    C = ec_api:wait_status("/connectors/kafka_producer:oauth3", <<"disconnected">>, 30000),
+    Reason = maps:get(<<"status_reason">>, C),
+    ?assertMatch({match, _}, re:run(Reason, "token endpoint https://.*unknown_ca"), Reason),
+    ?assertEqual(0, ets:info(token_requests, size)),
+    exit(Acceptor, kill),
+    ssl:close(L).
+
+tls_accept(L) ->
+    case ssl:transport_accept(L) of
+        {ok, S} -> _ = ssl:handshake(S, 5000), tls_accept(L);
+        _ -> ok
+    end.
 
 %% ---- helpers ------------------------------------------------------------------
 

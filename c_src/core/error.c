@@ -55,6 +55,7 @@ const char *ec_status_name(ec_status code) {
     case EC_ETYPE: return "type";
     case EC_EKAFKA: return "kafka";
     case EC_ESTATE: return "state";
+    case EC_EEXPIRED: return "expired";
     }
     return "unknown";
 }

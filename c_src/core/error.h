@@ -10,13 +10,14 @@
 
 typedef enum ec_status {
     EC_OK = 0,
-    EC_ENOMEM, /* out of memory (or an arena limit) */
-    EC_EPARSE, /* malformed input text (JSON, SQL, template); position set */
-    EC_ELIMIT, /* a size or depth cap was exceeded */
-    EC_EINVAL, /* an argument or configuration value is invalid */
-    EC_ETYPE,  /* a value has the wrong type for the operation */
-    EC_EKAFKA, /* librdkafka reported an error; message has its text */
-    EC_ESTATE, /* the object is closed or not ready */
+    EC_ENOMEM,   /* out of memory (or an arena limit) */
+    EC_EPARSE,   /* malformed input text (JSON, SQL, template); position set */
+    EC_ELIMIT,   /* a size or depth cap was exceeded */
+    EC_EINVAL,   /* an argument or configuration value is invalid */
+    EC_ETYPE,    /* a value has the wrong type for the operation */
+    EC_EKAFKA,   /* librdkafka reported an error; message has its text */
+    EC_ESTATE,   /* the object is closed or not ready */
+    EC_EEXPIRED, /* a record outlived its time limit (max_batch_age) */
 } ec_status;
 
 #define EC_ERRMSG_MAX 256

@@ -259,6 +259,29 @@ static krec *q_pop(kqueue *q) {
     return r;
 }
 
+/* Takes q's oldest record out of the buffer for good (dropped, expired,
+ * failed) onto the chain *out, to be answered outside the lock. */
+static void q_take(kaction *k, kqueue *q, krec **out) {
+    krec *r = q_pop(q);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+    r->next = *out;
+    *out = r;
+}
+
+/* Answers a chain of records taken out of the buffers (no lock held), each
+ * counted in c1 and, when not NULL, c2. */
+static void answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,
+                       _Atomic uint64_t *c2) {
+    while (list) {
+        krec *n = list->next;
+        atomic_fetch_add(c1, 1);
+        if (c2) atomic_fetch_add(c2, 1);
+        finish(k, list, why, -1, -1);
+        list = n;
+    }
+}
+
 /* Evicts from the head (oldest first) after `appended` bytes were added
  * (sink-behaviour.md §6.2-6.3). Normally: while the removed bytes stay within
  * the excess over per_partition_limit, at least one record. Under memory
@@ -277,12 +300,8 @@ static void enforce_limit(kaction *k, kqueue *q, uint64_t appended, krec **dropp
     bool at_least = pressure > excess; /* the high-memory rule removes at least that much */
     uint64_t target = at_least ? pressure : excess, removed = 0;
     do {
-        krec *r = q_pop(q);
-        removed += r->est;
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-        r->next = *dropped;
-        *dropped = r;
+        removed += q->head->est;
+        q_take(k, q, dropped);
     } while (q->head && (at_least ? removed < target : removed + q->head->est <= target));
 }
 
@@ -310,13 +329,7 @@ static int high_watermark_pct(void) {
 
 /* Answers records evicted by the buffer limit (outside the lock). */
 static void answer_dropped(kaction *k, krec *list) {
-    while (list) {
-        krec *n = list->next;
-        atomic_fetch_add(&k->m.dropped, 1);
-        atomic_fetch_add(&k->m.dropped_queue_full, 1);
-        finish(k, list, "buffer_overflow", -1, -1);
-        list = n;
-    }
+    answer_all(k, list, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
 }
 
 static int32_t pick(kaction *k, const krec *r, int32_t count) {
@@ -555,7 +568,7 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
         pthread_mutex_unlock(&k->mu);
     }
     atomic_fetch_sub(&k->m.inflight, 1);
-    if (err && strcmp(err->msg, KPROD_ERR_EXPIRED) == 0) { /* max_batch_age inside librdkafka */
+    if (err && err->code == EC_EEXPIRED) { /* max_batch_age inside librdkafka */
         atomic_fetch_add(&k->m.dropped, 1);
         atomic_fetch_add(&k->m.dropped_expired, 1);
     } else if (err && !atomic_load(&k->closing))
@@ -569,22 +582,8 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
 
 /* fail every record of q (caller holds the lock; answers after unlocking) */
 static void drain_all(kaction *k, kqueue *q, krec **out) {
-    krec *r;
-    while ((r = q_pop(q))) {
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-        r->next = *out;
-        *out = r;
-    }
-}
-
-static void answer_failed(kaction *k, krec *list, const char *why) {
-    while (list) {
-        krec *n = list->next;
-        atomic_fetch_add(&k->m.failed, 1);
-        finish(k, list, why, -1, -1);
-        list = n;
-    }
+    while (q->head)
+        q_take(k, q, out);
 }
 
 /* metadata for one topic; called without the lock */
@@ -618,31 +617,16 @@ static void refresh_topic(kaction *k, ktopic *t) {
     pthread_mutex_unlock(&k->mu);
     char why[300];
     snprintf(why, sizeof why, "resolved_to_unknown_topic: %s", t->name);
-    answer_failed(k, failed, why);
-    answer_failed(k, lost, "partition_lost");
+    answer_all(k, failed, why, &k->m.failed, NULL);
+    answer_all(k, lost, "partition_lost", &k->m.failed, NULL);
     answer_dropped(k, dropped);
 }
 
 /* max_batch_age: takes records buffered longer than that from the heads of
  * q (oldest first) onto *out (k->mu held) */
 static void expire_queue(kaction *k, kqueue *q, int64_t now, krec **out) {
-    while (q->head && now - q->head->born_ms > k->max_age_ms) {
-        krec *r = q_pop(q);
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-        r->next = *out;
-        *out = r;
-    }
-}
-
-static void answer_expired(kaction *k, krec *list) {
-    while (list) {
-        krec *n = list->next;
-        atomic_fetch_add(&k->m.dropped, 1);
-        atomic_fetch_add(&k->m.dropped_expired, 1);
-        finish(k, list, KPROD_ERR_EXPIRED, -1, -1);
-        list = n;
-    }
+    while (q->head && now - q->head->born_ms > k->max_age_ms)
+        q_take(k, q, out);
 }
 
 /* whether some partition has buffered records and window room (k->mu held) */
@@ -679,7 +663,7 @@ static void *pump_main(void *arg) {
             }
             if (expired) {
                 pthread_mutex_unlock(&k->mu);
-                answer_expired(k, expired);
+                answer_all(k, expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
                 pthread_mutex_lock(&k->mu);
             }
         }
@@ -956,13 +940,7 @@ void kaction_destroy(kaction *k, int flush_ms) {
         free(t);
         t = n;
     }
-    while (rest) {
-        krec *n = rest->next;
-        atomic_fetch_add(&k->m.dropped, 1);
-        atomic_fetch_add(&k->m.dropped_resource_stopped, 1);
-        finish(k, rest, "resource_stopped", -1, -1);
-        rest = n;
-    }
+    answer_all(k, rest, "resource_stopped", &k->m.dropped, &k->m.dropped_resource_stopped);
     free_templates(k);
     pthread_mutex_destroy(&k->mu);
     pthread_cond_destroy(&k->cv);

@@ -39,7 +39,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (m->err) {
         ec_error e;
         if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)
-            ec_fail(&e, EC_EKAFKA, "%s", KPROD_ERR_EXPIRED);
+            ec_fail(&e, EC_EEXPIRED, "%s", KPROD_ERR_EXPIRED);
         else
             ec_fail(&e, EC_EKAFKA, "%s", rd_kafka_err2str(m->err));
         p->on_delivery(p->ctx, m->_private, &e, m->partition, -1);

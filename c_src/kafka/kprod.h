@@ -24,7 +24,8 @@ typedef struct kprod kprod;
 
 /* Outcome of one message; called once per successfully sent message on the
  * poll thread. err is NULL on success. A record that outlived
- * message.timeout.ms fails with the message KPROD_ERR_EXPIRED. */
+ * message.timeout.ms fails with code EC_EEXPIRED and the message
+ * KPROD_ERR_EXPIRED (EMQX's rule result for it). */
 #define KPROD_ERR_EXPIRED "request_expired"
 typedef void (*kprod_delivery_fn)(void *ctx, void *msg_opaque, const ec_error *err,
                                   int32_t partition, int64_t offset);

@@ -38,7 +38,8 @@
     X(peerhost)                                                                                    \
     X(peername)                                                                                    \
     X(client_attrs)                                                                                \
-    X(properties)
+    X(properties)                                                                                  \
+    X(expired)
 
 #define EC_ATOM_DECL(name) extern ERL_NIF_TERM ATOM_##name;
 EC_ATOM_LIST(EC_ATOM_DECL)

@@ -145,6 +145,7 @@ static ERL_NIF_TERM status_atom(ec_status st) {
     case EC_ETYPE: return ATOM_type;
     case EC_EKAFKA: return ATOM_kafka;
     case EC_ESTATE: return ATOM_state;
+    case EC_EEXPIRED: return ATOM_expired;
     case EC_OK: break;
     }
     return ATOM_error;

@@ -33,6 +33,13 @@ static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64
     pthread_mutex_unlock(&r->mu);
 }
 
+static int replies_ok(replies *r) {
+    pthread_mutex_lock(&r->mu);
+    int ok = r->ok;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
 static bool wait_replies(replies *r, int n, int timeout_ms) {
     for (int i = 0; i < timeout_ms / 10; i++) {
         pthread_mutex_lock(&r->mu);
@@ -241,7 +248,7 @@ TEST(kaction_mock_max_batch_age_and_max_retries) {
      * reconnect attempts, longer than one max_batch_age) */
     rd_kafka_mock_broker_set_up(f.m.mc, 1);
     int sent = 10;
-    for (int i = 0; i < 20 && f.r.ok < 2; i++) {
+    for (int i = 0; i < 20 && replies_ok(&f.r) < 2; i++) {
         REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
         REQUIRE(wait_replies(&f.r, 1 + ++sent, 15000));
     }
