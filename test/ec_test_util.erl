@@ -6,7 +6,7 @@
 -export([root/0, script/2, run/2, read_env/1,
          kafka/0, kafka/1, mqtt/0,
          sasl_ssl_props/0, sasl_ssl_props/1, plaintext_props/0,
-         unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2, delete_topic/1,
+         unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2, delete_topic/1, topics/0,
          connector_conf/1, connector_conf/2]).
 
 %% @doc The project checkout (holds Makefile and scripts/).
@@ -102,6 +102,12 @@ create_topic(Topic, Partitions) ->
     {0, _} = script("kafka.sh", ["create-topic", binary_to_list(kafka(<<"KAFKA_DIR">>)),
                                  binary_to_list(Topic), integer_to_list(Partitions)]),
     ok.
+
+%% @doc The topics the test broker lists.
+topics() ->
+    {0, Out} = run(os:find_executable("kcat"), ["-L", "-b", binary_to_list(kafka(<<"KAFKA_PLAINTEXT">>))]),
+    [T || L <- binary:split(Out, <<"\n">>, [global]),
+          {match, [T]} <- [re:run(L, <<"^\\s*topic \"([^\"]+)\"">>, [{capture, all_but_first, binary}])]].
 
 %% @doc Deletes Topic on the test broker.
 delete_topic(Topic) ->

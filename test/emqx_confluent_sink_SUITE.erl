@@ -16,7 +16,8 @@ all() ->
     [t_default_templates_confluent, t_custom_templates_and_headers, t_key_dispatch_placement,
      t_murmur2_placement, t_compression_codecs, t_wrong_secret, t_config_errors_name_field,
      t_render_failures_counted, t_sync_reply_after_ack, t_sync_timeout_broker_unreachable,
-     t_buffer_limit_drops_oldest_exactly, t_buffered_until_kafka_reachable].
+     t_buffer_limit_drops_oldest_exactly, t_buffered_until_kafka_reachable,
+     t_topic_recreated_smaller].
 
 output(ClientId, Payload) ->
     #{<<"clientid">> => ClientId, <<"topic">> => <<"t/1">>, <<"qos">> => 1,
@@ -258,3 +259,24 @@ relay(From, To) ->
         {ok, Data} -> ok = gen_tcp:send(To, Data), relay(From, To);
         {error, _} -> gen_tcp:close(To)
     end.
+
+%% The fixed topic is deleted and created again with one partition instead of
+%% four (sink-behaviour.md §4.1): after the next partition-count refresh every
+%% record lands on the partition left and is acknowledged by the new topic.
+t_topic_recreated_smaller(_) ->
+    Topic = ec_test_util:unique_topic(<<"sink-shrink">>),
+    ok = ec_test_util:create_topic(Topic, 4),
+    A = new_action(plain, Topic, #{<<"partition_strategy">> => <<"random">>,
+                                   <<"partition_count_refresh_interval">> => <<"1s">>}),
+    Before = [element(1, send_sync(A, output(integer_to_binary(I), <<"{}">>))) || I <- lists:seq(1, 40)],
+    ?assertEqual([0, 1, 2, 3], lists:usort(Before)),
+    ok = ec_test_util:delete_topic(Topic),
+    %% the deletion is asynchronous: create again once the broker lists it no more
+    true = ec_test_util:wait_until(fun() -> not lists:member(Topic, ec_test_util:topics()) end, 30000),
+    ok = ec_test_util:create_topic(Topic, 1),
+    timer:sleep(2500), %% past a refresh
+    After = [element(1, send_sync(A, output(integer_to_binary(I), <<"{}">>))) || I <- lists:seq(1, 40)],
+    ?assertEqual([0], lists:usort(After)),
+    ?assertEqual(40, length(ec_test_util:consume(Topic, 40))),
+    ?assertMatch(#{success := 80, failed := 0, queuing := 0, inflight := 0}, ?NIF:action_metrics(A)),
+    ok = ?NIF:action_destroy(A).

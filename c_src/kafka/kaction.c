@@ -108,6 +108,7 @@ struct kaction {
     pthread_mutex_t dmu;  /* guards dq */
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;
+    _Atomic int32_t forced_count; /* tests: what metadata answers (INT32_MIN: ask Kafka) */
 };
 
 static int64_t now_ms(void) {
@@ -398,7 +399,7 @@ static ktopic *topic_get(kaction *k, const char *name, size_t len) {
 
 /* -- sending -- */
 
-static bool hand_off(kaction *k, krec *r);
+static ec_status hand_off(kaction *k, krec *r, ec_error *err);
 
 static _Thread_local arena scratch;
 static _Thread_local bool scratch_ready;
@@ -506,11 +507,13 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
              * hand it to librdkafka from this thread (non-blocking) */
             window_take(q, r);
             pthread_mutex_unlock(&k->mu);
-            if (hand_off(k, r)) {
+            ec_error herr;
+            if (hand_off(k, r, &herr) == EC_OK) {
                 arena_reset(a);
                 return EC_OK;
             }
-            pthread_mutex_lock(&k->mu); /* librdkafka full: buffer it after all */
+            /* refused: buffer it after all; the pump retries it or fails it */
+            pthread_mutex_lock(&k->mu);
             window_give(r);
         }
     } else {
@@ -532,9 +535,10 @@ failed:
     return st;
 }
 
-/* Hands one record to librdkafka (no lock held). False: librdkafka's queue is
- * full, the caller keeps the record. */
-static bool hand_off(kaction *k, krec *r) {
+/* Hands one record to librdkafka (no lock held). Not EC_OK: librdkafka did
+ * not take it (kprod_send's codes say whether for now or for good); the
+ * caller keeps the record. */
+static ec_status hand_off(kaction *k, krec *r, ec_error *err) {
     kprod_record rec = {.topic = r->topic->name,
                         .partition = r->partition,
                         .key = r->klen ? r->key : NULL, /* empty -> Kafka NULL */
@@ -546,10 +550,9 @@ static bool hand_off(kaction *k, krec *r) {
                         .timestamp_ms = r->ts,
                         .opaque = r,
                         .borrow_value = true};
-    ec_error err;
-    if (kprod_send(k->p, &rec, &err) != EC_OK) return false;
-    atomic_fetch_add(&k->m.inflight, 1);
-    return true;
+    ec_status st = kprod_send(k->p, &rec, err);
+    if (st == EC_OK) atomic_fetch_add(&k->m.inflight, 1);
+    return st;
 }
 
 /* -- delivery reports (librdkafka poll thread) -- */
@@ -589,12 +592,18 @@ static void drain_all(kaction *k, kqueue *q, krec **out) {
 /* metadata for one topic; called without the lock */
 static void refresh_topic(kaction *k, ktopic *t) {
     ec_error err;
-    int32_t n = kprod_partition_count(k->p, t->name, k->metadata_timeout_ms, &err);
+    int32_t n = atomic_load(&k->forced_count);
+    if (n == INT32_MIN) n = kprod_partition_count(k->p, t->name, k->metadata_timeout_ms, &err);
     if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
     krec *failed = NULL, *lost = NULL, *dropped = NULL;
     pthread_mutex_lock(&k->mu);
     int64_t now = now_ms();
     if (n < 0) { /* Kafka unreachable: keep buffering, ask again soon */
+        t->next_refresh_ms = now + UNRESOLVED_RETRY_MS;
+    } else if (n == 0 && t == k->fixed && t->count > 0) {
+        /* the fixed topic reported unknown after it was known: metadata can
+         * give false negatives and a re-created topic comes back, so (as
+         * EMQX keeps its producers) keep buffering and ask again soon */
         t->next_refresh_ms = now + UNRESOLVED_RETRY_MS;
     } else if (n == 0) {
         t->count = 0;
@@ -690,18 +699,47 @@ static void *pump_main(void *arg) {
                 }
             }
         }
+        bool stalled = false; /* librdkafka refused records for now: wait before retrying */
         if (nb) {
             pthread_mutex_unlock(&k->mu);
-            int sent = 0;
-            for (; sent < nb; sent++) {
-                krec *r = batch[sent];
-                if (!hand_off(k, r)) break; /* librdkafka full: retry later */
+            krec *keep[PUMP_BATCH]; /* refused for now, in batch order */
+            kqueue *blocked[8];     /* partitions whose head was refused: keep their order */
+            int nk = 0, nblocked = 0;
+            ktopic *behind = NULL; /* librdkafka's metadata lacks this topic or partition */
+            bool full = false;
+            for (int i = 0; i < nb; i++) {
+                krec *r = batch[i];
+                bool held = full;
+                for (int j = 0; j < nblocked && !held; j++)
+                    held = blocked[j] == r->q;
+                ec_error herr;
+                ec_status st = held ? EC_ELIMIT : hand_off(k, r, &herr);
+                if (!held && st == EC_ESTATE) { /* metadata behind: other partitions go on */
+                    behind = r->topic;
+                    if (nblocked < 8)
+                        blocked[nblocked++] = r->q;
+                    else
+                        full = true;
+                } else if (!held && st == EC_ELIMIT) {
+                    full = true; /* librdkafka's queue is full: the rest waits */
+                }
+                if (held || st == EC_ELIMIT || st == EC_ESTATE) {
+                    keep[nk++] = r;
+                    continue;
+                }
                 atomic_fetch_sub(&k->m.queuing, 1);
                 atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+                if (st != EC_OK) { /* permanent for this record (e.g. message_too_large) */
+                    window_give(r);
+                    atomic_fetch_add(&k->m.failed, 1);
+                    finish(k, r, herr.msg, -1, -1);
+                }
             }
             pthread_mutex_lock(&k->mu);
-            for (int i = nb - 1; i >= sent; i--) { /* not taken: back to the head, in order */
-                krec *r = batch[i];
+            if (behind && behind->next_refresh_ms > now + UNRESOLVED_RETRY_MS)
+                behind->next_refresh_ms = now + UNRESOLVED_RETRY_MS; /* a shrink shows soon */
+            for (int i = nk - 1; i >= 0; i--) { /* back to the heads, in order */
+                krec *r = keep[i];
                 kqueue *q = r->q;
                 window_give(r);
                 r->next = q->head;
@@ -709,14 +747,15 @@ static void *pump_main(void *arg) {
                 if (!q->tail) q->tail = r;
                 q->bytes += r->est;
             }
-            if (sent == nb) continue; /* more may be waiting: no sleep */
+            if (!nk) continue; /* more may be waiting: no sleep */
+            stalled = true;
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += PUMP_IDLE_WAIT_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
         atomic_store(&k->pump_idle, true);
-        if (sendable(k)) { /* a delivery made room before it saw pump_idle */
+        if (!stalled && sendable(k)) { /* a delivery made room before it saw pump_idle */
             atomic_store(&k->pump_idle, false);
             continue;
         }
@@ -786,6 +825,7 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
     k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;
+    atomic_init(&k->forced_count, INT32_MIN);
     k->sync = act->sync;
     /* EMQX applies it to the memory buffer only */
     k->overload_protection = act->memory_overload_protection && act->buffer_mode != KCONF_BUF_DISK;
@@ -872,6 +912,10 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     }
     *out = k;
     return EC_OK;
+}
+
+void kaction_test_partition_count(kaction *k, int32_t n) {
+    atomic_store(&k->forced_count, n);
 }
 
 bool kaction_is_sync(const kaction *k, uint64_t *timeout_ms) {

@@ -59,6 +59,11 @@ void kaction_reset_metrics(kaction *k);
  * topic, a broker answers). Blocks up to the metadata request timeout. */
 ec_status kaction_health(kaction *k, ec_error *err);
 
+/* Tests only: from the next metadata refresh on, every topic has n
+ * partitions (0: unknown topic, -1: Kafka unreachable); INT32_MIN asks Kafka
+ * again. */
+void kaction_test_partition_count(kaction *k, int32_t n);
+
 /* Whether the action waits for acks (query_mode sync) and for how long. */
 bool kaction_is_sync(const kaction *k, uint64_t *timeout_ms);
 

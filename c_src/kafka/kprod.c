@@ -222,7 +222,14 @@ ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
                           RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END);
     if (e) {
         if (hdrs) rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
-        return ec_fail(err, EC_EKAFKA, "cannot enqueue record for %s: %s", rec->topic,
+        if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            return ec_fail(err, EC_EKAFKA, "message_too_large: %s", rd_kafka_err2str(e));
+        ec_status code =
+            e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? EC_ELIMIT
+            : e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
+                ? EC_ESTATE
+                : EC_EKAFKA;
+        return ec_fail(err, code, "cannot enqueue record for %s: %s", rec->topic,
                        rd_kafka_err2str(e));
     }
     return EC_OK;

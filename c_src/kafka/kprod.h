@@ -68,7 +68,11 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
                     kprod **out, ec_error *err);
 
 /* Enqueues one record (payloads are copied by librdkafka). On error the
- * delivery callback will not be called for this record. */
+ * delivery callback will not be called for this record; the code says what
+ * to do with it: EC_ELIMIT librdkafka's queue is full (try again later),
+ * EC_ESTATE librdkafka does not know the topic or partition now (try again
+ * after metadata), anything else is permanent for this record (the message
+ * starts with "message_too_large" for a record above message.max.bytes). */
 ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err);
 
 /* Waits up to timeout_ms for every enqueued record to be delivered or fail.

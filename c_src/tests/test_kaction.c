@@ -17,11 +17,12 @@
 typedef struct replies {
     pthread_mutex_t mu;
     int ok, err;
+    int on_part[4]; /* acknowledged records per partition (0-3) */
     char last_err[256];
 } replies;
 
 static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64_t o) {
-    (void)token, (void)p, (void)o;
+    (void)token, (void)o;
     replies *r = ctx;
     pthread_mutex_lock(&r->mu);
     if (error) {
@@ -29,6 +30,7 @@ static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64
         snprintf(r->last_err, sizeof r->last_err, "%s", error);
     } else {
         r->ok++;
+        if (p >= 0 && p < 4) r->on_part[p]++;
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -268,6 +270,87 @@ TEST(kaction_mock_max_batch_age_and_max_retries) {
     CHECK(strstr(f.r.last_err, "in-sync") != NULL);
     CHECK_INT(mt.failed, 1);
     CHECK_INT(mt.dropped_expired, 0);
+    fx_stop(&f);
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The topic re-created with fewer partitions (sink-behaviour.md §4.1): what
+ * was buffered for the lost partitions fails with partition_lost, the rest is
+ * delivered, new records use the partitions left. A fixed topic that metadata
+ * reports unknown after it was known keeps buffering (§9.2: producers are
+ * kept). Metadata answers are set with kaction_test_partition_count: the
+ * mock cluster cannot shrink a topic. */
+TEST(kaction_mock_partitions_shrink_and_fixed_topic_unknown) {
+    uint64_t est = kaction_estimate_size(2, 100, NULL, 0);
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             ",\"partition_strategy\":\"random\",\"partition_count_refresh_interval\":\"1s\","
+             "\"max_inflight\":1,\"max_batch_bytes\":%llu",
+             (unsigned long long)est);
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "shrink", 3, "", extra));
+    rd_kafka_mock_broker_set_down(f.m.mc, 1);
+    sleep_ms(300);
+    for (int i = 0; i < 60; i++)
+        REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+    kaction_metrics mt;
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(mt.inflight, 3); /* one per partition in librdkafka, the rest buffered */
+    CHECK_INT(mt.queuing, 57);
+    kaction_test_partition_count(f.k, 1); /* the topic now has one partition */
+    for (int i = 0; i < 300 && (kaction_get_metrics(f.k, &mt), mt.failed == 0); i++)
+        sleep_ms(10);
+    pthread_mutex_lock(&f.r.mu);
+    int lost = f.r.err;
+    pthread_mutex_unlock(&f.r.mu);
+    CHECK(lost > 10); /* about two thirds of 57 */
+    CHECK_INT(mt.failed, lost);
+    CHECK_STR(f.r.last_err, "partition_lost");
+    CHECK_INT(mt.queuing, 57 - lost); /* partition 0's records stay */
+    rd_kafka_mock_broker_set_up(f.m.mc, 1);
+    REQUIRE(wait_replies(&f.r, 61, 30000));
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(mt.success, 61 - lost);
+    CHECK_INT(mt.success + mt.failed, mt.matched);
+    pthread_mutex_lock(&f.r.mu);
+    int on0 = f.r.on_part[0];
+    pthread_mutex_unlock(&f.r.mu);
+    for (int i = 0; i < 10; i++)
+        REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 71, 10000));
+    CHECK_INT(f.r.on_part[0], on0 + 10); /* new records only where partitions are left */
+    /* metadata now says the fixed topic is unknown: records are still taken */
+    kaction_test_partition_count(f.k, 0);
+    sleep_ms(1500); /* past a refresh */
+    for (int i = 0; i < 5; i++)
+        REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 76, 10000));
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(mt.failed, lost);
+    CHECK_INT(mt.success, 61 - lost + 15);
+    fx_stop(&f);
+}
+
+/* a record above librdkafka's message.max.bytes fails as message_too_large
+ * (a permanent error: it never holds up its partition) */
+TEST(kaction_mock_record_above_message_max_bytes_fails) {
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "huge", 1, "", ""));
+    REQUIRE(send_one(f.k, &f.a, "k1", 1100000) == EC_OK);
+    REQUIRE(send_one(f.k, &f.a, "k2", 100) == EC_OK);
+    REQUIRE(wait_replies(&f.r, 3, 10000));
+    kaction_metrics mt;
+    kaction_get_metrics(f.k, &mt);
+    CHECK_INT(f.r.err, 1);
+    CHECK(strncmp(f.r.last_err, "message_too_large", 17) == 0);
+    CHECK_INT(mt.failed, 1);
+    CHECK_INT(mt.success, 2);
+    CHECK_INT(mt.queuing, 0);
+    CHECK_INT(mt.inflight, 0);
     fx_stop(&f);
 }
 
