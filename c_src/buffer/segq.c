@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -32,6 +33,12 @@ struct segq {
     uint32_t nsegs, cap;
     int tail_fd; /* the last segment, for appending (-1: none open) */
     bool tail_dirty, commit_dirty;
+    /* appends are copied into a shared mapping of the tail's allocated blocks
+     * (the window); no system call per record */
+    uint8_t *map;
+    uint64_t map_off; /* file offset of map[0] */
+    size_t map_len;
+    bool no_map;       /* the file system cannot allocate ahead: pwritev instead */
     bool commit_moved; /* the marker moved since it was last written */
     int commit_fd;
     uint64_t c_seg, c_off; /* acknowledged prefix */
@@ -153,6 +160,36 @@ static bool add_seg(segq *q, uint64_t num, uint64_t size) {
     return true;
 }
 
+static bool all_zero(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return false;
+    return true;
+}
+
+/* whether [off, end) of fd reads as zeros */
+static bool zeros_from(int fd, uint64_t off, uint64_t end) {
+    uint8_t b[16384];
+    while (off < end) {
+        size_t n = end - off < sizeof b ? (size_t)(end - off) : sizeof b;
+        if (!read_full(fd, b, n, off) || !all_zero(b, n)) return false;
+        off += n;
+    }
+    return true;
+}
+
+/* the end of what was written in [off, end): zeros allocated ahead are not data */
+static uint64_t data_end(int fd, uint64_t off, uint64_t end) {
+    uint8_t b[16384];
+    while (end > off) {
+        size_t n = end - off < sizeof b ? (size_t)(end - off) : sizeof b;
+        if (!read_full(fd, b, n, end - n)) return end;
+        for (size_t i = n; i > 0; i--)
+            if (b[i - 1]) return end - n + i;
+        end -= n;
+    }
+    return off;
+}
+
 /* validates segment i, cutting it at the first bad record; counts what is
  * after the commit marker */
 static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
@@ -174,13 +211,23 @@ static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
         off = 0; /* nothing usable */
         bad = true;
     }
+    bool zero_tail = false;
     while (!bad && off < size) {
         uint8_t rh[SEGQ_REC_HEADER];
+        uint64_t hn = size - off < SEGQ_REC_HEADER ? size - off : SEGQ_REC_HEADER;
         uint32_t len;
-        if (size - off < SEGQ_REC_HEADER || !read_full(fd, rh, sizeof rh, off) || rh[0] != 0xEC ||
-            rh[1] != SEGQ_FORMAT || (len = get32(rh + 4)) > SEGQ_MAX_RECORD ||
-            size - off - SEGQ_REC_HEADER < len || !ensure_rbuf(q, len) ||
-            (len && !read_full(fd, q->rbuf, len, off + SEGQ_REC_HEADER)) ||
+        if (!read_full(fd, rh, hn, off)) {
+            bad = true;
+            break;
+        }
+        if (all_zero(rh, hn)) { /* blocks allocated ahead of the appends */
+            zero_tail = zeros_from(fd, off + hn, size);
+            bad = !zero_tail; /* something written after a gap: damage */
+            break;
+        }
+        if (hn < SEGQ_REC_HEADER || rh[0] != 0xEC || rh[1] != SEGQ_FORMAT ||
+            (len = get32(rh + 4)) > SEGQ_MAX_RECORD || size - off - SEGQ_REC_HEADER < len ||
+            !ensure_rbuf(q, len) || (len && !read_full(fd, q->rbuf, len, off + SEGQ_REC_HEADER)) ||
             rec_crc(rh, q->rbuf, len) != get32(rh + 8)) {
             bad = true;
             break;
@@ -195,7 +242,7 @@ static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
     }
     if (bad) {
         rep->bad_segments++;
-        rep->skipped_bytes += size - off;
+        rep->skipped_bytes += data_end(fd, off, size) - off;
         if (off == 0) {
             close(fd);
             unlink(path);
@@ -203,6 +250,8 @@ static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
             return;
         }
         if (ftruncate(fd, (off_t)off) == 0) fdatasync(fd);
+    } else if (zero_tail) { /* a clean end (the process stopped without closing) */
+        (void)!ftruncate(fd, (off_t)off);
     }
     close(fd);
     q->segs[i].size = off;
@@ -290,17 +339,26 @@ ec_status segq_open(const char *dir, uint64_t segment_bytes, uint32_t fsync_ms, 
 
 /* ---- append ----------------------------------------------------------------------- */
 
+/* unmaps the tail's window and gives back the blocks allocated past its last
+ * record, so a closed segment's size is its data */
+static void close_tail(segq *q) {
+    if (q->tail_fd < 0) return;
+    if (q->map) munmap(q->map, q->map_len);
+    q->map = NULL;
+    q->map_len = 0;
+    if (q->nsegs) (void)!ftruncate(q->tail_fd, (off_t)q->segs[q->nsegs - 1].size);
+    if (q->tail_dirty) fdatasync(q->tail_fd);
+    close(q->tail_fd);
+    q->tail_fd = -1;
+    q->tail_dirty = false;
+}
+
 static ec_status roll(segq *q, ec_error *err) {
-    if (q->tail_fd >= 0) {
-        if (q->tail_dirty) fdatasync(q->tail_fd);
-        close(q->tail_fd);
-        q->tail_fd = -1;
-        q->tail_dirty = false;
-    }
+    close_tail(q);
     uint64_t num = q->nsegs ? q->segs[q->nsegs - 1].num + 1 : (q->c_seg ? q->c_seg : 1);
     char path[4096];
     seg_path(q, num, path, sizeof path);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return sys_fail(err, "cannot create", path);
     uint8_t h[SEGQ_SEG_HEADER];
     memcpy(h, "ECSEG\0", 6);
@@ -324,8 +382,37 @@ static ec_status roll(segq *q, ec_error *err) {
 static ec_status open_tail(segq *q, ec_error *err) {
     char path[4096];
     seg_path(q, q->segs[q->nsegs - 1].num, path, sizeof path);
-    q->tail_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    q->tail_fd = open(path, O_RDWR | O_CLOEXEC);
     return q->tail_fd < 0 ? sys_fail(err, "cannot open", path) : EC_OK;
+}
+
+#define MAP_WINDOW (1u << 20) /* bytes of the tail mapped at a time */
+
+/* maps [off, off + need) of the tail, allocating its blocks first (a write
+ * into a hole the file system cannot fill would be a SIGBUS); false: write
+ * this record with pwritev */
+static bool map_tail(segq *q, uint64_t off, size_t need) {
+    if (q->map && off >= q->map_off && off + need <= q->map_off + q->map_len) return true;
+    if (q->no_map) return false;
+    if (q->map) munmap(q->map, q->map_len);
+    q->map = NULL;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t start = off & ~(page - 1);
+    uint64_t len = off + need - start;
+    len = len < MAP_WINDOW ? MAP_WINDOW : (len + page - 1) & ~(page - 1);
+    if (fallocate(q->tail_fd, 0, (off_t)start, (off_t)len) != 0) {
+        if (errno == EOPNOTSUPP) q->no_map = true; /* ENOSPC: pwritev reports it */
+        return false;
+    }
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, q->tail_fd, (off_t)start);
+    if (m == MAP_FAILED) {
+        q->no_map = true;
+        return false;
+    }
+    q->map = m;
+    q->map_off = start;
+    q->map_len = len;
+    return true;
 }
 
 /* writes one record at the tail (no sync); *id its id */
@@ -341,12 +428,20 @@ static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *i
     uint8_t h[SEGQ_REC_HEADER] = {0xEC, SEGQ_FORMAT, 0, 0};
     put32(h + 4, len);
     put32(h + 8, rec_crc(h, data, len));
-    struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
-    if (writev(q->tail_fd, iov, 2) != (ssize_t)(sizeof h + len)) {
-        /* a short write leaves a torn record: cut it (if that fails too, the
-         * next open cuts it) */
-        (void)!ftruncate(q->tail_fd, (off_t)t->size);
-        return sys_fail(err, "cannot append to segment in", q->dir);
+    if (map_tail(q, t->size, sizeof h + len)) {
+        /* a killed process leaves what was copied in the page cache; a record
+         * cut short by the kill fails its CRC at the next open */
+        uint8_t *at = q->map + (t->size - q->map_off);
+        memcpy(at, h, sizeof h);
+        if (len) memcpy(at + sizeof h, data, len);
+    } else {
+        struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
+        if (pwritev(q->tail_fd, iov, 2, (off_t)t->size) != (ssize_t)(sizeof h + len)) {
+            /* a short write leaves a torn record: cut it (if that fails too,
+             * the next open cuts it) */
+            (void)!ftruncate(q->tail_fd, (off_t)t->size);
+            return sys_fail(err, "cannot append to segment in", q->dir);
+        }
     }
     t->size += sizeof h + len;
     q->tail_dirty = true;
@@ -548,7 +643,7 @@ void segq_close(segq *q) {
     if (!q) return;
     ec_error err;
     if (q->commit_fd >= 0) segq_sync(q, &err);
-    if (q->tail_fd >= 0) close(q->tail_fd);
+    close_tail(q);
     if (q->r_fd >= 0) close(q->r_fd);
     if (q->commit_fd >= 0) close(q->commit_fd);
     free(q->segs);

@@ -20,10 +20,18 @@
  * with the next segment; start-up never fails on bad data. An unreadable
  * commit marker replays from the oldest segment (duplicates, not loss).
  *
- * Durability: appends are written at once (write(2): a killed process loses
- * nothing); the marker is written when it passes a segment and by segq_sync,
- * which makes both durable (fdatasync). The caller decides when: after every
- * append (fsync_ms = 0) or batched (segq_maybe_sync every fsync_ms).
+ * Durability: appends are copied into a shared memory mapping of the tail
+ * segment (no system call per record; a killed process loses nothing, the
+ * page cache keeps what was copied). Blocks are allocated ahead of the
+ * appends (fallocate, 1 MiB at a time, so a full disk is an error and never
+ * a SIGBUS), so a segment left by a killed process ends in zeros: at open a
+ * zero record header with only zeros after it is a clean end, and a closed
+ * segment is trimmed to its data. Where the file system cannot allocate
+ * ahead, appends use pwritev. The marker is written when it passes a
+ * segment and by segq_sync, which makes both durable (fdatasync, which
+ * covers the mapping). The caller decides when: after every append
+ * (fsync_ms = 0) or batched (segq_maybe_sync every fsync_ms). A segment file
+ * truncated by another process while it is the tail is not supported.
  *
  * @locality every function does file I/O: dirty schedulers or C threads. Not
  * thread-safe: one owner (or the caller's lock). */

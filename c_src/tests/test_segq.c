@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../buffer/segq.h"
@@ -174,6 +175,86 @@ TEST(segq_torn_tail_cut_and_counted) {
         n++;
     }
     CHECK_INT(n, 10);
+    segq_close(q);
+    rmrf(dir);
+}
+
+/* a child process appends n records and exits without closing (as if
+ * killed): the segment keeps the blocks allocated ahead, as zeros */
+static void fill_and_die(const char *dir, int n, char *seg, size_t cap) {
+    file_in(dir, "00000000000000000001.seg", seg, cap);
+    pid_t pid = fork();
+    if (pid == 0) {
+        segq *q;
+        segq_report rep;
+        ec_error err;
+        if (segq_open(dir, 1 << 20, 1000, &q, &rep, &err) != EC_OK) _exit(1);
+        for (int i = 0; i < n; i++) {
+            char b[128];
+            rec(b, sizeof b, i);
+            if (segq_append(q, b, (uint32_t)strlen(b), NULL, &err) != EC_OK) _exit(1);
+        }
+        _exit(0);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    if (status != 0) seg[0] = 0;
+}
+
+TEST(segq_killed_writer_zero_tail_is_a_clean_end) {
+    char dir[64], seg[128];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    fill_and_die(dir, 10, seg, sizeof seg);
+    REQUIRE(seg[0]);
+    off_t data = SEGQ_SEG_HEADER;
+    for (int i = 0; i < 10; i++) {
+        char b[128];
+        rec(b, sizeof b, i);
+        data += SEGQ_REC_HEADER + (off_t)strlen(b);
+    }
+    struct stat st;
+    REQUIRE(stat(seg, &st) == 0);
+    CHECK(st.st_size > data); /* zeros after the last record */
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 10);
+    CHECK_INT(rep.skipped_bytes, 0);
+    CHECK_INT(rep.bad_segments, 0);
+    REQUIRE(stat(seg, &st) == 0);
+    CHECK_INT(st.st_size, data); /* trimmed to its records */
+    /* appends go on after the last record, and everything reads back */
+    REQUIRE(segq_append(q, "new", 3, NULL, &err) == EC_OK);
+    char got[128], b[128];
+    uint64_t id;
+    int n = 0;
+    while (next_str(q, got, sizeof got, &id) == 1) {
+        if (n < 10)
+            rec(b, sizeof b, n);
+        else
+            snprintf(b, sizeof b, "new");
+        CHECK_STR(got, b);
+        n++;
+    }
+    CHECK_INT(n, 11);
+    segq_close(q);
+    rmrf(dir);
+
+    /* bytes after a zero gap are damage: cut, and only they are counted */
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    fill_and_die(dir, 10, seg, sizeof seg);
+    REQUIRE(seg[0]);
+    int fd = open(seg, O_RDWR);
+    REQUIRE(fd >= 0);
+    REQUIRE(pwrite(fd, "junk", 4, data + 100) == 4);
+    close(fd);
+    REQUIRE(segq_open(dir, 1 << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 10);
+    CHECK_INT(rep.bad_segments, 1);
+    CHECK_INT(rep.skipped_bytes, 104);
     segq_close(q);
     rmrf(dir);
 }
