@@ -117,7 +117,7 @@ _build/fuzz/%: c_src/fuzz/%.c $(CORE_SRC) $(HEADERS)
 
 # Benchmarks (not part of make test): figures go to bench/RESULTS.md by hand,
 # with the command, the machine and the baseline of the same run.
-BENCH_BINS = _build/bench/bench_rules _build/bench/bench_sink _build/bench/bench_mqtt
+BENCH_BINS = _build/bench/bench_rules _build/bench/bench_sink _build/bench/bench_rss _build/bench/bench_mqtt
 _build/bench/%: bench/%.c $(call obj,$(CORE_SRC),_build/c)
 	@mkdir -p _build/bench
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
@@ -127,6 +127,7 @@ _build/bench/%: bench/%.c $(call obj,$(CORE_SRC),_build/c)
 bench: $(BENCH_BINS)
 	taskset -c 0 _build/bench/bench_rules
 	@scripts/bench-sink.sh
+	_build/bench/bench_rss
 	@scripts/bench-mqtt.sh
 
 # MQTT -> node -> Kafka end to end, next to mosquitto alone (same run)
