@@ -647,6 +647,43 @@ static bool sendable(kaction *k) {
     return false;
 }
 
+/* Hands a batch taken into the windows to librdkafka (no lock held). What
+ * librdkafka refuses for now (its queue is full; its metadata lacks the topic
+ * or partition) goes to keep[] in batch order, and with it every later record
+ * of the same partition, so order holds; what it refuses for good fails here.
+ * Returns how many were kept; *behind: a topic to ask metadata for soon. */
+static int hand_off_batch(kaction *k, krec **batch, int nb, krec **keep, ktopic **behind) {
+    kqueue *blocked[8]; /* partitions with a refused record in this batch */
+    int nk = 0, nblocked = 0;
+    bool full = false; /* everything else waits too */
+    for (int i = 0; i < nb; i++) {
+        krec *r = batch[i];
+        bool held = full;
+        for (int j = 0; j < nblocked && !held; j++)
+            held = blocked[j] == r->q;
+        ec_error herr;
+        ec_status st = held ? EC_ELIMIT : hand_off(k, r, &herr);
+        if (st == EC_ELIMIT || st == EC_ESTATE) {
+            keep[nk++] = r;
+            if (held) continue;
+            if (st == EC_ESTATE) *behind = r->topic;
+            if (st == EC_ESTATE && nblocked < 8)
+                blocked[nblocked++] = r->q; /* other partitions go on */
+            else
+                full = true;
+            continue;
+        }
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        if (st != EC_OK) { /* refused for good (e.g. message_too_large) */
+            window_give(r);
+            atomic_fetch_add(&k->m.failed, 1);
+            finish(k, r, herr.msg, -1, -1);
+        }
+    }
+    return nk;
+}
+
 static void *pump_main(void *arg) {
     kaction *k = arg;
     pthread_mutex_lock(&k->mu);
@@ -702,39 +739,9 @@ static void *pump_main(void *arg) {
         bool stalled = false; /* librdkafka refused records for now: wait before retrying */
         if (nb) {
             pthread_mutex_unlock(&k->mu);
-            krec *keep[PUMP_BATCH]; /* refused for now, in batch order */
-            kqueue *blocked[8];     /* partitions whose head was refused: keep their order */
-            int nk = 0, nblocked = 0;
-            ktopic *behind = NULL; /* librdkafka's metadata lacks this topic or partition */
-            bool full = false;
-            for (int i = 0; i < nb; i++) {
-                krec *r = batch[i];
-                bool held = full;
-                for (int j = 0; j < nblocked && !held; j++)
-                    held = blocked[j] == r->q;
-                ec_error herr;
-                ec_status st = held ? EC_ELIMIT : hand_off(k, r, &herr);
-                if (!held && st == EC_ESTATE) { /* metadata behind: other partitions go on */
-                    behind = r->topic;
-                    if (nblocked < 8)
-                        blocked[nblocked++] = r->q;
-                    else
-                        full = true;
-                } else if (!held && st == EC_ELIMIT) {
-                    full = true; /* librdkafka's queue is full: the rest waits */
-                }
-                if (held || st == EC_ELIMIT || st == EC_ESTATE) {
-                    keep[nk++] = r;
-                    continue;
-                }
-                atomic_fetch_sub(&k->m.queuing, 1);
-                atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-                if (st != EC_OK) { /* permanent for this record (e.g. message_too_large) */
-                    window_give(r);
-                    atomic_fetch_add(&k->m.failed, 1);
-                    finish(k, r, herr.msg, -1, -1);
-                }
-            }
+            krec *keep[PUMP_BATCH];
+            ktopic *behind = NULL;
+            int nk = hand_off_batch(k, batch, nb, keep, &behind);
             pthread_mutex_lock(&k->mu);
             if (behind && behind->next_refresh_ms > now + UNRESOLVED_RETRY_MS)
                 behind->next_refresh_ms = now + UNRESOLVED_RETRY_MS; /* a shrink shows soon */

@@ -42,14 +42,18 @@ static int replies_ok(replies *r) {
     return ok;
 }
 
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static bool wait_replies(replies *r, int n, int timeout_ms) {
     for (int i = 0; i < timeout_ms / 10; i++) {
         pthread_mutex_lock(&r->mu);
         int got = r->ok + r->err;
         pthread_mutex_unlock(&r->mu);
         if (got >= n) return true;
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
+        sleep_ms(10);
     }
     return false;
 }
@@ -206,8 +210,7 @@ TEST(kaction_mock_broker_down_overflow_then_recovers) {
     fixture f;
     REQUIRE(fx_start(&f, 1, "down", 1, "", extra));
     rd_kafka_mock_broker_set_down(f.m.mc, 1);
-    struct timespec ts = {0, 300 * 1000000L};
-    nanosleep(&ts, NULL);
+    sleep_ms(300);
     for (int i = 0; i < 30; i++)
         REQUIRE(send_one(f.k, &f.a, "k1", 100) == EC_OK);
     /* one record in flight, ten buffered, the nineteen oldest of the rest dropped */
@@ -271,11 +274,6 @@ TEST(kaction_mock_max_batch_age_and_max_retries) {
     CHECK_INT(mt.failed, 1);
     CHECK_INT(mt.dropped_expired, 0);
     fx_stop(&f);
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* The topic re-created with fewer partitions (sink-behaviour.md §4.1): what
@@ -407,8 +405,7 @@ static int overload_drops(bool protection) {
     fixture f;
     if (!fx_start(&f, 1, "mem", 1, "", extra)) return -1; /* the pump has sampled memory by now */
     rd_kafka_mock_broker_set_down(f.m.mc, 1);
-    struct timespec ts = {0, 300 * 1000000L};
-    nanosleep(&ts, NULL);
+    sleep_ms(300);
     for (int i = 0; i < 30; i++)
         send_one(f.k, &f.a, "k1", 100);
     kaction_metrics mt;
