@@ -2,7 +2,11 @@
  * replay after reopen (crash), segment roll and deletion, and start-up on a
  * torn tail, a corrupt record in the middle and a garbled commit marker. */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -256,6 +260,69 @@ TEST(segq_killed_writer_zero_tail_is_a_clean_end) {
     CHECK_INT(rep.bad_segments, 1);
     CHECK_INT(rep.skipped_bytes, 104);
     segq_close(q);
+    rmrf(dir);
+}
+
+/* A full disk is an error for the append that hits it, never a SIGBUS, and
+ * every append that succeeded reads back after reopening. The child process
+ * mounts a 1.5 MiB tmpfs on the queue's directory in a mount namespace of its
+ * own (as root; otherwise a 1.5 MiB file-size limit stands in for it), so the
+ * second 1 MiB allocated ahead does not fit. */
+typedef struct full_disk_result {
+    int appended, pending, skipped, tmpfs;
+    bool error_named;
+} full_disk_result;
+
+static full_disk_result fill_until_full(const char *dir) {
+    full_disk_result res = {0};
+    res.tmpfs = unshare(CLONE_NEWNS) == 0 &&
+                mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+                mount("tmpfs", dir, "tmpfs", 0, "size=1536k") == 0;
+    if (!res.tmpfs) {
+        signal(SIGXFSZ, SIG_IGN); /* writes past the limit fail with EFBIG instead */
+        struct rlimit rl = {3u << 19, 3u << 19};
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) return res;
+    }
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    if (segq_open(dir, 64u << 20, 1000, &q, &rep, &err) != EC_OK) return res;
+    char b[1000];
+    memset(b, 'x', sizeof b);
+    while (res.appended < 10000 && segq_append(q, b, sizeof b, NULL, &err) == EC_OK)
+        res.appended++;
+    res.error_named = strstr(err.msg, "cannot append") != NULL;
+    segq_close(q);
+    if (segq_open(dir, 64u << 20, 1000, &q, &rep, &err) != EC_OK) return res;
+    res.pending = (int)rep.pending;
+    res.skipped = (int)rep.skipped_bytes;
+    segq_close(q);
+    return res;
+}
+
+TEST(segq_full_disk_is_an_error) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    int pipefd[2];
+    REQUIRE(pipe(pipefd) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        full_disk_result res = fill_until_full(dir);
+        _exit(write(pipefd[1], &res, sizeof res) == (ssize_t)sizeof res ? 0 : 3);
+    }
+    close(pipefd[1]);
+    full_disk_result res;
+    int status = -1;
+    REQUIRE(read(pipefd[0], &res, sizeof res) == (ssize_t)sizeof res);
+    close(pipefd[0]);
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* no SIGBUS */
+    if (!res.tmpfs) fprintf(stderr, "    (not root: a file-size limit instead of a full tmpfs)\n");
+    CHECK(res.error_named);
+    CHECK(res.appended > 1000 && res.appended < 1600); /* past the first mapped MiB */
+    CHECK_INT(res.pending, res.appended);
+    CHECK_INT(res.skipped, 0);
     rmrf(dir);
 }
 
