@@ -16,11 +16,18 @@
 typedef struct seginfo {
     uint64_t num;
     uint64_t size; /* valid end */
+    uint64_t live; /* records after the marker not acknowledged yet */
 } seginfo;
 
+/* A handed-out record not yet behind the marker, or a run of acknowledged
+ * ones (records acknowledged as soon as they are handed out, such as those
+ * dropped from a full buffer, merge into one entry: the ring stays as long as
+ * the unacknowledged records, not as the records offered since the oldest). */
 typedef struct inflight {
-    uint64_t seg, end;
-    uint32_t len;
+    uint64_t first;    /* id of its first record */
+    uint64_t seg, end; /* where its last record ends */
+    uint64_t bytes;    /* payload bytes */
+    uint64_t n;        /* records */
     bool acked;
 } inflight;
 
@@ -156,7 +163,7 @@ static bool add_seg(segq *q, uint64_t num, uint64_t size) {
         q->segs = s;
         q->cap = cap;
     }
-    q->segs[q->nsegs++] = (seginfo){num, size};
+    q->segs[q->nsegs++] = (seginfo){num, size, 0};
     return true;
 }
 
@@ -235,6 +242,7 @@ static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
         bool after_commit =
             q->segs[i].num > q->c_seg || (q->segs[i].num == q->c_seg && off >= q->c_off);
         if (after_commit) {
+            q->segs[i].live++;
             rep->pending++;
             rep->pending_bytes += len;
         }
@@ -353,9 +361,13 @@ static void close_tail(segq *q) {
     q->tail_dirty = false;
 }
 
+static void delete_seg(segq *q, uint32_t i);
+
 static ec_status roll(segq *q, ec_error *err) {
     close_tail(q);
     uint64_t num = q->nsegs ? q->segs[q->nsegs - 1].num + 1 : (q->c_seg ? q->c_seg : 1);
+    if (q->nsegs && !q->segs[q->nsegs - 1].live && q->segs[q->nsegs - 1].num != q->c_seg)
+        delete_seg(q, q->nsegs - 1); /* everything in it was acknowledged already */
     char path[4096];
     seg_path(q, num, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -444,6 +456,7 @@ static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *i
         }
     }
     t->size += sizeof h + len;
+    t->live++;
     q->tail_dirty = true;
     q->pending++;
     q->pending_bytes += len;
@@ -459,17 +472,19 @@ ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_
     return q->fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
 }
 
-static bool fl_reserve(segq *q);
+static bool fl_push(segq *q, inflight f);
 
 ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
     if (q->next_read_id != q->next_id)
         return ec_fail(err, EC_ESTATE, "records of %s not handed out yet", q->dir);
-    if (!fl_reserve(q)) return ec_fail(err, EC_ENOMEM, "out of memory");
     uint64_t rid;
     ec_status st = append_raw(q, data, len, &rid, err);
     if (st) return st;
     seginfo *t = &q->segs[q->nsegs - 1];
-    q->fl[(q->fl_head + q->fl_n++) % q->fl_cap] = (inflight){t->num, t->size, len, false};
+    if (!fl_push(q, (inflight){rid, t->num, t->size, len, 1, false})) {
+        /* not trackable: leave it to be handed out by segq_next */
+        return ec_fail(err, EC_ENOMEM, "out of memory");
+    }
     q->r_seg = t->num;
     q->r_off = t->size;
     q->next_read_id++;
@@ -479,103 +494,148 @@ ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id,
 
 /* ---- read, ack ------------------------------------------------------------------------ */
 
-/* room for one more in-flight entry */
-static bool fl_reserve(segq *q) {
-    if (q->fl_n < q->fl_cap) return true;
-    size_t cap = q->fl_cap ? q->fl_cap * 2 : 64;
-    inflight *n = malloc(sizeof *n * cap);
-    if (!n) return false;
-    for (size_t i = 0; i < q->fl_n; i++)
-        n[i] = q->fl[(q->fl_head + i) % q->fl_cap];
-    free(q->fl);
-    q->fl = n;
-    q->fl_cap = cap;
-    q->fl_head = 0;
-    return true;
+static inflight *fl_at(const segq *q, size_t i) {
+    return &q->fl[(q->fl_head + i) % q->fl_cap];
 }
 
 static bool fl_push(segq *q, inflight f) {
-    if (!fl_reserve(q)) return false;
-    q->fl[(q->fl_head + q->fl_n++) % q->fl_cap] = f;
+    if (q->fl_n == q->fl_cap) {
+        size_t cap = q->fl_cap ? q->fl_cap * 2 : 64;
+        inflight *n = malloc(sizeof *n * cap);
+        if (!n) return false;
+        for (size_t i = 0; i < q->fl_n; i++)
+            n[i] = *fl_at(q, i);
+        free(q->fl);
+        q->fl = n;
+        q->fl_cap = cap;
+        q->fl_head = 0;
+    }
+    *fl_at(q, q->fl_n++) = f;
     return true;
 }
 
-int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err) {
+/* reads the record at (*seg, *off), moving past segments that ended or are
+ * gone; 1 with the record in q->rbuf, 0 at the end, -1 on an I/O error */
+static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_error *err) {
     for (;;) {
-        int i = seg_index(q, q->r_seg);
+        int i = seg_index(q, *seg);
         if (i < 0) {
             /* the cursor's segment is gone or not made yet: the next one */
             uint32_t j = 0;
-            while (j < q->nsegs && q->segs[j].num < q->r_seg)
+            while (j < q->nsegs && q->segs[j].num < *seg)
                 j++;
             if (j == q->nsegs) return 0;
-            q->r_seg = q->segs[j].num;
-            q->r_off = SEGQ_SEG_HEADER;
+            *seg = q->segs[j].num;
+            *off = SEGQ_SEG_HEADER;
             continue;
         }
-        if (q->r_off >= q->segs[i].size) {
+        if (*off >= q->segs[i].size) {
             if ((uint32_t)i + 1 >= q->nsegs) return 0;
-            q->r_seg = q->segs[i + 1].num;
-            q->r_off = SEGQ_SEG_HEADER;
+            *seg = q->segs[i + 1].num;
+            *off = SEGQ_SEG_HEADER;
             continue;
         }
-        if (q->r_fd < 0 || q->r_fd_seg != q->r_seg) {
+        if (q->r_fd < 0 || q->r_fd_seg != *seg) {
             if (q->r_fd >= 0) close(q->r_fd);
             char path[4096];
-            seg_path(q, q->r_seg, path, sizeof path);
+            seg_path(q, *seg, path, sizeof path);
             if ((q->r_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
                 sys_fail(err, "cannot open", path);
                 return -1;
             }
-            q->r_fd_seg = q->r_seg;
+            q->r_fd_seg = *seg;
         }
         uint8_t h[SEGQ_REC_HEADER];
         uint32_t n;
-        if (!read_full(q->r_fd, h, sizeof h, q->r_off) || (n = get32(h + 4)) > SEGQ_MAX_RECORD ||
-            !ensure_rbuf(q, n ? n : 1) ||
-            (n && !read_full(q->r_fd, q->rbuf, n, q->r_off + sizeof h))) {
-            ec_fail(err, EC_EINVAL, "cannot read segment %llu in %s", (unsigned long long)q->r_seg,
+        if (!read_full(q->r_fd, h, sizeof h, *off) || (n = get32(h + 4)) > SEGQ_MAX_RECORD ||
+            !ensure_rbuf(q, n ? n : 1) || (n && !read_full(q->r_fd, q->rbuf, n, *off + sizeof h))) {
+            ec_fail(err, EC_EINVAL, "cannot read segment %llu in %s", (unsigned long long)*seg,
                     q->dir);
             return -1;
         }
-        uint64_t end = q->r_off + sizeof h + n;
-        if (!fl_push(q, (inflight){q->r_seg, end, n, false})) {
-            ec_fail(err, EC_ENOMEM, "out of memory");
-            return -1;
-        }
-        q->r_off = end;
-        *data = q->rbuf;
         *len = n;
-        *id = q->next_read_id++;
         return 1;
     }
 }
 
-static void delete_before(segq *q, uint64_t num) {
-    uint32_t keep = 0;
-    for (uint32_t i = 0; i < q->nsegs; i++) {
-        if (q->segs[i].num < num && i + 1 < q->nsegs) { /* never the tail */
-            char path[4096];
-            seg_path(q, q->segs[i].num, path, sizeof path);
-            unlink(path);
-            continue;
-        }
-        q->segs[keep++] = q->segs[i];
+int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err) {
+    uint32_t n;
+    int r = read_at(q, &q->r_seg, &q->r_off, &n, err);
+    if (r != 1) return r;
+    uint64_t end = q->r_off + SEGQ_REC_HEADER + n;
+    if (!fl_push(q, (inflight){q->next_read_id, q->r_seg, end, n, 1, false})) {
+        ec_fail(err, EC_ENOMEM, "out of memory");
+        return -1;
     }
-    q->nsegs = keep;
+    q->r_off = end;
+    *data = q->rbuf;
+    *len = n;
+    *id = q->next_read_id++;
+    return 1;
+}
+
+int segq_scan(segq *q, void (*fn)(void *ctx, const void *data, uint32_t len), void *ctx,
+              ec_error *err) {
+    uint64_t seg = q->r_seg, off = q->r_off;
+    uint32_t n;
+    int r;
+    while ((r = read_at(q, &seg, &off, &n, err)) == 1) {
+        fn(ctx, q->rbuf, n);
+        off += SEGQ_REC_HEADER + n;
+    }
+    return r;
+}
+
+static void delete_seg(segq *q, uint32_t i) {
+    char path[4096];
+    seg_path(q, q->segs[i].num, path, sizeof path);
+    unlink(path);
+    if (q->r_fd >= 0 && q->r_fd_seg == q->segs[i].num) {
+        close(q->r_fd);
+        q->r_fd = -1;
+    }
+    memmove(&q->segs[i], &q->segs[i + 1], sizeof *q->segs * (q->nsegs - i - 1));
+    q->nsegs--;
+}
+
+static void delete_before(segq *q, uint64_t num) {
+    while (q->nsegs > 1 && q->segs[0].num < num) /* never the tail */
+        delete_seg(q, 0);
 }
 
 ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
-    uint64_t first = q->next_read_id - q->fl_n;
-    if (id < first || id >= q->next_read_id) return EC_OK;
-    q->fl[(q->fl_head + (id - first)) % q->fl_cap].acked = true;
+    if (!q->fl_n || id < fl_at(q, 0)->first || id >= q->next_read_id) return EC_OK;
+    size_t lo = 0, hi = q->fl_n - 1; /* the last entry whose first id is <= id */
+    while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        if (fl_at(q, mid)->first <= id)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    inflight *f = fl_at(q, lo);
+    if (f->acked) return EC_OK;
+    f->acked = true;
+    int si = seg_index(q, f->seg);
+    if (si >= 0 && q->segs[si].live && !--q->segs[si].live && (uint32_t)si + 1 < q->nsegs &&
+        q->segs[si].num != q->c_seg)
+        delete_seg(q, (uint32_t)si); /* every record of it acknowledged, not the tail */
+    if (lo + 1 == q->fl_n && lo > 0 && fl_at(q, lo - 1)->acked) { /* merge into the run */
+        inflight *p = fl_at(q, lo - 1);
+        p->seg = f->seg;
+        p->end = f->end;
+        p->bytes += f->bytes;
+        p->n += f->n;
+        q->fl_n--;
+    }
+    uint64_t old_seg = q->c_seg;
     bool moved = false;
     while (q->fl_n && q->fl[q->fl_head].acked) {
-        inflight *f = &q->fl[q->fl_head];
-        q->c_seg = f->seg;
-        q->c_off = f->end;
-        q->pending--;
-        q->pending_bytes -= f->len;
+        inflight *h = &q->fl[q->fl_head];
+        q->c_seg = h->seg;
+        q->c_off = h->end;
+        q->pending -= h->n;
+        q->pending_bytes -= h->bytes;
         q->fl_head = (q->fl_head + 1) % q->fl_cap;
         q->fl_n--;
         moved = true;
@@ -586,9 +646,12 @@ ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
     if (ci >= 0 && q->c_off >= q->segs[ci].size && (uint32_t)ci + 1 < q->nsegs) {
         q->c_seg = q->segs[ci + 1].num;
         q->c_off = SEGQ_SEG_HEADER;
+    }
+    if (q->c_seg != old_seg) {
         /* the marker must be past a segment before its file goes */
         ec_status st = write_commit(q, err);
         if (st) return st;
+        q->commit_moved = false;
         delete_before(q, q->c_seg);
         return EC_OK;
     }
@@ -596,14 +659,6 @@ ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
      * before it replays a few acknowledged records (at-least-once) */
     q->commit_moved = true;
     return EC_OK;
-}
-
-void segq_rewind(segq *q) {
-    q->next_read_id -= q->fl_n;
-    q->fl_n = 0;
-    q->fl_head = 0;
-    q->r_seg = q->c_seg;
-    q->r_off = q->c_off;
 }
 
 ec_status segq_sync(segq *q, ec_error *err) {
@@ -637,6 +692,9 @@ uint64_t segq_pending_bytes(const segq *q) {
 }
 uint32_t segq_segments(const segq *q) {
     return q->nsegs;
+}
+size_t segq_out_entries(const segq *q) {
+    return q->fl_n;
 }
 
 void segq_close(segq *q) {

@@ -39,6 +39,7 @@
 #define EC_SEGQ_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/error.h"
@@ -76,13 +77,19 @@ ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id,
 int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err);
 
 /* Marks a handed-out record acknowledged; the marker advances over the
- * contiguous acknowledged prefix and fully acknowledged segments are
- * deleted. Unknown ids are ignored. */
+ * contiguous acknowledged prefix. A segment whose records are all
+ * acknowledged is deleted even while an older record is still out (the tail
+ * once it rolls), so a stuck record holds back only its own segment; after
+ * a crash the records of the segments left are replayed from the marker
+ * (at-least-once). Memory: one entry per handed-out unacknowledged record,
+ * records acknowledged as they are handed out merge into one. Unknown ids
+ * are ignored. */
 ec_status segq_ack(segq *q, uint64_t id, ec_error *err);
 
-/* Puts every handed-out, unacknowledged record back in front (a producer
- * restart): they are handed out again, in order. */
-void segq_rewind(segq *q);
+/* Calls fn for every record not handed out yet, in order, without handing
+ * it out (*data valid during the call): 0 at the end, -1 on an I/O error. */
+int segq_scan(segq *q, void (*fn)(void *ctx, const void *data, uint32_t len), void *ctx,
+              ec_error *err);
 
 /* fdatasync of the tail segment and the marker. */
 ec_status segq_sync(segq *q, ec_error *err);
@@ -96,6 +103,8 @@ uint64_t segq_pending(const segq *q);
 uint64_t segq_pending_bytes(const segq *q);
 /* Number of segment files on disk. */
 uint32_t segq_segments(const segq *q);
+/* Entries kept for handed-out records not behind the marker (tests). */
+size_t segq_out_entries(const segq *q);
 
 /* Syncs and closes (what is not acknowledged stays for the next open). */
 void segq_close(segq *q);

@@ -103,28 +103,57 @@ TEST(segq_append_read_ack_replay) {
     rmrf(dir);
 }
 
-TEST(segq_rewind_hands_out_again) {
+/* An outage: the oldest record stays out (never acknowledged) while every
+ * later record is handed out and acknowledged at once (dropped from a full
+ * buffer). Only the stuck record's segment and the tail stay on disk, the
+ * bookkeeping stays small, and a crash replays the stuck record and what
+ * follows it in the segments left, never what went with deleted segments. */
+TEST(segq_stuck_record_holds_back_only_its_segment) {
     char dir[64];
     tmpdir(dir, sizeof dir);
     REQUIRE(dir[0]);
     segq *q;
     segq_report rep;
     ec_error err;
-    REQUIRE(segq_open(dir, 1 << 20, 0, &q, &rep, &err) == EC_OK);
-    for (int i = 0; i < 5; i++) {
-        char b[16];
-        snprintf(b, sizeof b, "r%d", i);
-        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), NULL, &err) == EC_OK);
-    }
-    char got[16];
-    uint64_t id;
-    for (int i = 0; i < 3; i++)
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    char b[128], got[128];
+    uint64_t id, stuck;
+    rec(b, sizeof b, 0);
+    REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+    REQUIRE(next_str(q, got, sizeof got, &stuck) == 1);
+    enum { N = 5000 }; /* about 60 segments of 4 KiB */
+    uint32_t most = 0;
+    size_t most_out = 0;
+    for (int i = 1; i < N; i++) {
+        rec(b, sizeof b, i);
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
         REQUIRE(next_str(q, got, sizeof got, &id) == 1);
-    CHECK(segq_ack(q, 0, &err) == EC_OK);
-    segq_rewind(q); /* 1 and 2 were out: they come again */
+        CHECK_STR(got, b);
+        REQUIRE(segq_ack(q, id, &err) == EC_OK);
+        if (segq_segments(q) > most) most = segq_segments(q);
+        if (segq_out_entries(q) > most_out) most_out = segq_out_entries(q);
+    }
+    CHECK(most <= 3);              /* the stuck record's, the tail, one being rolled */
+    CHECK(most_out <= 2);          /* the stuck record and one run */
+    CHECK_INT(segq_pending(q), N); /* all behind the marker, which cannot move */
+    segq_close(q);                 /* crash: the stuck record was never acknowledged */
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    CHECK(rep.pending > 1);
+    CHECK(rep.pending < 400); /* two or three segments' worth, not N */
     REQUIRE(next_str(q, got, sizeof got, &id) == 1);
-    CHECK_STR(got, "r1");
-    CHECK_INT(id, 1);
+    rec(b, sizeof b, 0);
+    CHECK_STR(got, b); /* the stuck record first */
+    int prev = 0, n = 1;
+    while (next_str(q, got, sizeof got, &id) == 1) { /* then in order: the rest of its */
+        int i = atoi(got + 7);                       /* segment, then the last ones */
+        CHECK(i > prev);
+        CHECK(i < 200 || i > N - 300); /* a segment holds about 110 */
+        prev = i;
+        n++;
+        CHECK(segq_ack(q, id, &err) == EC_OK);
+    }
+    CHECK_INT(n, rep.pending);
+    CHECK_INT(prev, N - 1);
     segq_close(q);
     rmrf(dir);
 }
