@@ -371,7 +371,9 @@ reconcile_actions(Cfg, St) ->
 buffer_dir(Id, St) ->
     filename:join([St#st.dir, "buffers", binary_to_list(binary:replace(Id, <<":">>, <<"_">>))]).
 
-with_buffer_dir(Id, #{<<"parameters">> := #{<<"buffer">> := #{<<"mode">> := <<"disk">>}}} = Conf, St) ->
+%% disk mode keeps its records there; hybrid spills there (wiped at start)
+with_buffer_dir(Id, #{<<"parameters">> := #{<<"buffer">> := #{<<"mode">> := Mode}}} = Conf, St)
+  when Mode =:= <<"disk">>; Mode =:= <<"hybrid">> ->
     Dir = buffer_dir(Id, St),
     ok = filelib:ensure_dir(Dir),
     Conf#{<<"buffer_dir">> => list_to_binary(Dir)};

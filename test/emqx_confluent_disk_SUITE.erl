@@ -95,6 +95,10 @@ t_kill9_nothing_lost(Config) ->
                                     {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
                                     ok = send(A, N),
                                     #{queuing := N} = ?NIF:action_metrics(A),
+                                    %% the action's pump writes accepted records to
+                                    %% disk within a millisecond or so (senders never
+                                    %% do file I/O); the kill comes once it has
+                                    timer:sleep(300),
                                     %% keep the action alive in a process of its own
                                     spawn(fun() -> receive after infinity -> A end end),
                                     os:getpid()
@@ -139,7 +143,8 @@ t_overflow_exact(Config) ->
     Extra = #{<<"per_partition_limit">> => <<"1KB">>},
     {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, Extra)),
     ok = send(A, 99),
-    #{dropped := Dropped, 'dropped.queue_full' := Dropped, queuing := Kept} = ?NIF:action_metrics(A),
+    %% the limit is enforced as the pump writes the records: wait for it
+    #{dropped := Dropped, 'dropped.queue_full' := Dropped, queuing := Kept} = settled(A),
     ?assertEqual(99, Dropped + Kept),
     ?assert(Dropped > 0),
     ok = ?NIF:action_destroy(A),
@@ -192,4 +197,13 @@ steady_sender(A, I) ->
         ok = ?NIF:action_send(A, #{<<"k">> => integer_to_binary(I rem 7),
                                    <<"v">> => <<"value-", (integer_to_binary(I))/binary>>}, false),
         steady_sender(A, I + 1)
+    end.
+
+%% the metrics once the pump has written what was sent (two equal readings 200 ms apart)
+settled(A) ->
+    M0 = ?NIF:action_metrics(A),
+    timer:sleep(200),
+    case ?NIF:action_metrics(A) of
+        M0 -> M0;
+        _ -> settled(A)
     end.

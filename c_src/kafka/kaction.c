@@ -6,11 +6,15 @@
  * librdkafka's poll thread (kprod) delivers reports to on_delivery. */
 #include "kaction.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../buffer/segq.h"
 #include "../sink/kheaders.h"
@@ -26,6 +30,8 @@
 #define DQ_NONE                UINT64_MAX
 
 typedef struct ktopic ktopic;
+
+enum { META_IDLE, META_ASKED, META_DONE };
 
 typedef struct kqueue kqueue;
 
@@ -46,13 +52,34 @@ typedef struct krec {
     char data[];
 } krec;
 
-/* Buffered records of one partition (under k->mu) and its in-flight window.
- * The window counters are atomics: delivery reports release them without
- * the lock; they only grow under it. A kqueue never moves or goes away
- * before the action (records in flight point at it). */
+typedef struct tokrun { /* n records from id `first` on carry the same token */
+    uint64_t first, n;
+    void *token;
+} tokrun;
+
+/* Buffered records of one partition (or of a topic whose partition count is
+ * not known yet) and its in-flight window. Under k->mu: the RAM list, the
+ * staged list and `bytes`. In disk and hybrid mode records reach the disk
+ * part through the staged list: senders never do file I/O; the pump appends
+ * them. The disk part (dq, dq_n, peek, toks) is the pump's alone, except
+ * acknowledgements (k->dmu). Order: RAM list, then disk (peek first), then
+ * staged. The window counters are atomics: delivery reports release them
+ * without the lock; they only grow under it. A kqueue never moves or goes
+ * away before the action (records in flight point at it). */
 struct kqueue {
     krec *head, *tail;
-    uint64_t bytes; /* estimated bytes buffered (not handed to librdkafka) */
+    uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
+    uint64_t ram_bytes; /* of head..tail */
+    krec *stage, *stage_tail;
+    uint64_t stage_bytes;
+    bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
+    int32_t index; /* partition; -1: the topic's pending queue */
+    segq *dq;
+    uint64_t dq_n;       /* records on disk not handed out (peek not counted) */
+    uint64_t replay_end; /* ids below it were read back at start */
+    krec *peek;          /* the oldest record on disk, read ahead */
+    tokrun *toks;        /* tokens of records on disk, by id */
+    size_t tok_head, tok_n, tok_cap;
     /* written by the delivery thread too: a cache line of its own */
     _Alignas(64) _Atomic uint64_t inflight_bytes;
     _Atomic uint32_t inflight;
@@ -64,6 +91,8 @@ struct ktopic {
     size_t name_len;
     int32_t count;           /* partitions in use: -1 unknown yet, 0 unknown topic */
     int64_t next_refresh_ms; /* when to ask metadata again */
+    int meta;                /* (k->mu) META_IDLE, META_ASKED (the metadata thread's), META_DONE */
+    int32_t meta_n;          /* META_DONE: the answer */
     kqueue pending;          /* records waiting for the partition count */
     kqueue **parts;
     int32_t cap;
@@ -83,7 +112,9 @@ struct kaction {
     kprod *p;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t pump;
+    pthread_t pump, meta;
+    pthread_cond_t meta_cv; /* wakes the metadata thread */
+    bool meta_started;
     bool stop;
     _Atomic bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
     ktopic *topics;
@@ -104,8 +135,12 @@ struct kaction {
     kmetrics m;
     kaction_reply_fn reply;
     void *reply_ctx;
-    segq *dq;             /* disk mode: the action's durable queue */
-    pthread_mutex_t dmu;  /* guards dq */
+    kconf_buffer_mode mode; /* hybrid without a directory: memory */
+    char *dir;              /* disk and hybrid: the action's buffer directory */
+    uint64_t seg_bytes;     /* segment_bytes; hybrid: the RAM part's size */
+    pthread_mutex_t dmu;    /* guards every queue's dq (the pump and acknowledgements) */
+    uint8_t *enc;           /* a record's disk form (the pump's) */
+    size_t enc_cap;
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;
     _Atomic int32_t forced_count; /* tests: what metadata answers (INT32_MIN: ask Kafka) */
@@ -135,19 +170,26 @@ uint64_t kaction_estimate_size(size_t key_len, size_t val_len, const size_t *hdr
 }
 
 static void finish(kaction *k, krec *r, const char *error, int32_t partition, int64_t offset) {
-    /* disk mode: the record's fate is final unless the action is closing
-     * with it unsent (then it is replayed at the next start) */
-    if (k->dq && r->dq_id != DQ_NONE && !(atomic_load(&k->closing) && error)) {
+    /* on disk: the record's fate is final unless the action is closing with
+     * it unsent (then it is replayed at the next start) */
+    if (r->dq_id != DQ_NONE && !(atomic_load(&k->closing) && error)) {
         ec_error err;
         pthread_mutex_lock(&k->dmu);
-        segq_ack(k->dq, r->dq_id, &err);
+        segq_ack(r->q->dq, r->dq_id, &err);
         pthread_mutex_unlock(&k->dmu);
     }
     if (r->token && k->reply) k->reply(k->reply_ctx, r->token, error, partition, offset);
     free(r);
 }
 
-/* -- disk records: key, value, headers and timestamp, little-endian -- */
+/* -- records on disk: key, value, headers, timestamp (and when it was
+ * buffered, for max_batch_age), integers little-endian:
+ *   u32 key_len, u32 value_len, u32 n_headers (bit 31: born follows; bit 30:
+ *   replayed),
+ *   i64 timestamp, [i64 born_ms], key, value, {u32 klen, u32 vlen, k, v}* -- */
+
+#define REC_BORN     0x80000000u
+#define REC_REPLAYED 0x40000000u /* read back after a restart: no `success` */
 
 static void wr32(uint8_t **p, uint32_t v) {
     for (int i = 0; i < 4; i++)
@@ -161,24 +203,35 @@ static uint32_t rd32(const uint8_t **p) {
     return v;
 }
 
-static ec_status persist(kaction *k, krec *r, ec_error *err) {
-    size_t n = 20 + r->klen + r->vlen;
+static void wr64(uint8_t **p, int64_t v) {
+    wr32(p, (uint32_t)v);
+    wr32(p, (uint32_t)((uint64_t)v >> 32));
+}
+
+static int64_t rd64(const uint8_t **p) {
+    uint64_t v = rd32(p);
+    return (int64_t)(v | (uint64_t)rd32(p) << 32);
+}
+
+/* r in its disk form, in the action's buffer (the pump's, or destroy's once
+ * the pump stopped; no allocation per record) */
+static const uint8_t *encode(kaction *k, const krec *r, uint32_t *len) {
+    size_t n = 20 + (r->born_ms ? 8 : 0) + r->klen + r->vlen;
     for (uint32_t i = 0; i < r->nh; i++)
         n += 8 + r->hdrs[i].key_len + r->hdrs[i].val_len;
-    static _Thread_local uint8_t *tb;
-    static _Thread_local size_t tcap;
-    if (n > tcap) { /* a per-thread buffer: no allocation per record */
-        uint8_t *nb = realloc(tb, n);
-        if (!nb) return ec_fail(err, EC_ENOMEM, "out of memory writing the record to disk");
-        tb = nb;
-        tcap = n;
+    if (n > SEGQ_MAX_RECORD) return NULL;
+    if (n > k->enc_cap) {
+        uint8_t *nb = realloc(k->enc, n);
+        if (!nb) return NULL;
+        k->enc = nb;
+        k->enc_cap = n;
     }
-    uint8_t *b = tb, *p = b;
+    uint8_t *p = k->enc;
     wr32(&p, r->klen);
     wr32(&p, r->vlen);
-    wr32(&p, r->nh);
-    wr32(&p, (uint32_t)r->ts);
-    wr32(&p, (uint32_t)((uint64_t)r->ts >> 32));
+    wr32(&p, r->nh | (r->born_ms ? REC_BORN : 0) | (r->replayed ? REC_REPLAYED : 0));
+    wr64(&p, r->ts);
+    if (r->born_ms) wr64(&p, r->born_ms);
     memcpy(p, r->key, r->klen), p += r->klen;
     memcpy(p, r->val, r->vlen), p += r->vlen;
     for (uint32_t i = 0; i < r->nh; i++) {
@@ -187,56 +240,84 @@ static ec_status persist(kaction *k, krec *r, ec_error *err) {
         memcpy(p, r->hdrs[i].key, r->hdrs[i].key_len), p += r->hdrs[i].key_len;
         memcpy(p, r->hdrs[i].val, r->hdrs[i].val_len), p += r->hdrs[i].val_len;
     }
-    pthread_mutex_lock(&k->dmu);
-    ec_status st = segq_append_out(k->dq, b, (uint32_t)n, &r->dq_id, err);
-    pthread_mutex_unlock(&k->dmu);
-    return st;
+    *len = (uint32_t)n;
+    return k->enc;
 }
 
-/* a record read back from disk; NULL when it does not parse (counted as failed) */
-static krec *unpersist(const uint8_t *b, uint32_t n) {
+/* A record's disk form, checked: its parts point into the bytes. */
+typedef struct drec {
+    const uint8_t *key, *val, *hdrs; /* hdrs: the encoded header list */
+    uint32_t klen, vlen, nh, hbytes;
+    int64_t ts, born_ms;
+    uint32_t est;
+    bool replayed;
+} drec;
+
+static bool decode(const uint8_t *b, uint32_t n, drec *d) {
     const uint8_t *p = b, *end = b + n;
-    if (n < 20) return NULL;
-    uint32_t klen = rd32(&p), vlen = rd32(&p), nh = rd32(&p);
-    uint64_t ts = rd32(&p);
-    ts |= (uint64_t)rd32(&p) << 32;
-    if (nh > 256 || (uint64_t)klen + vlen > (uint64_t)(end - p)) return NULL;
-    size_t hbytes = (size_t)(end - p) - klen - vlen;
-    krec *r = malloc(sizeof *r + nh * sizeof(kprod_header) + klen + vlen + hbytes);
-    if (!r) return NULL;
-    char *d = r->data;
-    r->hdrs = (kprod_header *)d;
-    d += nh * sizeof(kprod_header);
-    r->key = d;
-    memcpy(d, p, klen), d += klen, p += klen;
-    r->val = d;
-    memcpy(d, p, vlen), d += vlen, p += vlen;
+    if (n < 20) return false;
+    d->klen = rd32(&p);
+    d->vlen = rd32(&p);
+    uint32_t nh = rd32(&p);
+    d->ts = rd64(&p);
+    d->born_ms = 0;
+    if (nh & REC_BORN) {
+        if (end - p < 8) return false;
+        d->born_ms = rd64(&p);
+    }
+    d->replayed = nh & REC_REPLAYED;
+    d->nh = nh & ~(REC_BORN | REC_REPLAYED);
+    if (d->nh > 256 || (uint64_t)d->klen + d->vlen > (uint64_t)(end - p)) return false;
+    d->key = p;
+    d->val = p + d->klen;
+    p += d->klen + d->vlen;
+    d->hdrs = p;
     size_t hl[2 * 256];
-    for (uint32_t i = 0; i < nh; i++) {
-        if (end - p < 8) goto bad;
+    for (uint32_t i = 0; i < d->nh; i++) {
+        if (end - p < 8) return false;
         uint32_t kl = rd32(&p), vl = rd32(&p);
-        if ((uint64_t)kl + vl > (uint64_t)(end - p)) goto bad;
-        r->hdrs[i].key = d;
-        r->hdrs[i].key_len = kl;
-        memcpy(d, p, kl), d += kl, p += kl;
-        r->hdrs[i].val = d;
-        r->hdrs[i].val_len = vl;
-        memcpy(d, p, vl), d += vl, p += vl;
+        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return false;
+        p += kl + vl;
         hl[2 * i] = kl;
         hl[2 * i + 1] = vl;
     }
-    r->klen = klen;
-    r->vlen = vlen;
-    r->nh = nh;
-    r->ts = (int64_t)ts;
+    d->hbytes = (uint32_t)(p - d->hdrs);
+    d->est = (uint32_t)kaction_estimate_size(d->klen, d->vlen, hl, d->nh);
+    return true;
+}
+
+/* a record read back from disk (NULL: out of memory) */
+static krec *unpersist(const drec *d) {
+    size_t hdata = d->hbytes - 8 * (size_t)d->nh;
+    krec *r = malloc(sizeof *r + d->nh * sizeof(kprod_header) + d->klen + d->vlen + hdata);
+    if (!r) return NULL;
+    char *o = r->data;
+    r->hdrs = (kprod_header *)o;
+    o += d->nh * sizeof(kprod_header);
+    r->key = o;
+    memcpy(o, d->key, d->klen), o += d->klen;
+    r->val = o;
+    memcpy(o, d->val, d->vlen), o += d->vlen;
+    const uint8_t *p = d->hdrs;
+    for (uint32_t i = 0; i < d->nh; i++) {
+        uint32_t kl = rd32(&p), vl = rd32(&p);
+        r->hdrs[i].key = o;
+        r->hdrs[i].key_len = kl;
+        memcpy(o, p, kl), o += kl, p += kl;
+        r->hdrs[i].val = o;
+        r->hdrs[i].val_len = vl;
+        memcpy(o, p, vl), o += vl, p += vl;
+    }
+    r->klen = d->klen;
+    r->vlen = d->vlen;
+    r->nh = d->nh;
+    r->ts = d->ts;
+    r->born_ms = d->born_ms;
+    r->est = d->est;
     r->token = NULL;
-    r->replayed = true;
-    r->born_ms = now_ms(); /* max_batch_age counts from the replay */
-    r->est = (uint32_t)kaction_estimate_size(klen, vlen, hl, nh);
+    r->replayed = d->replayed;
+    r->dq_id = DQ_NONE;
     return r;
-bad:
-    free(r);
-    return NULL;
 }
 
 /* -- queues (caller holds k->mu) -- */
@@ -249,6 +330,7 @@ static void q_push(kqueue *q, krec *r) {
         q->head = r;
     q->tail = r;
     q->bytes += r->est;
+    q->ram_bytes += r->est;
 }
 
 static krec *q_pop(kqueue *q) {
@@ -257,6 +339,7 @@ static krec *q_pop(kqueue *q) {
     q->head = r->next;
     if (!q->head) q->tail = NULL;
     q->bytes -= r->est;
+    q->ram_bytes -= r->est;
     return r;
 }
 
@@ -350,8 +433,10 @@ static bool grow_parts(ktopic *t, int32_t count) {
     kqueue **np = realloc(t->parts, sizeof *np * (size_t)count);
     if (!np) return false;
     t->parts = np;
-    for (; t->cap < count; t->cap++)
+    for (; t->cap < count; t->cap++) {
         if (!(np[t->cap] = zalloc64(sizeof **np))) return false;
+        np[t->cap]->index = t->cap;
+    }
     return true;
 }
 
@@ -391,10 +476,82 @@ static ktopic *topic_get(kaction *k, const char *name, size_t len) {
     }
     t->name_len = len;
     t->count = -1;
+    t->pending.index = -1;
     t->next = k->topics;
     k->topics = t;
     k->ntopics++;
     return t;
+}
+
+/* -- the disk part of a queue (disk and hybrid mode) -- */
+
+static void stage_push(kqueue *q, krec *r) {
+    r->next = NULL;
+    if (q->stage_tail)
+        q->stage_tail->next = r;
+    else
+        q->stage = r;
+    q->stage_tail = r;
+    q->bytes += r->est;
+    q->stage_bytes += r->est;
+}
+
+/* Whether a new record for q goes through the disk part (k->mu held): always
+ * in disk mode; in hybrid mode once the RAM part holds segment_bytes, and
+ * then until the disk part is empty again (so order holds), and while the
+ * topic's pending queue still has records to place. */
+static bool to_disk(const kaction *k, const ktopic *t, const kqueue *q, uint32_t est) {
+    if (k->mode == KCONF_BUF_DISK) return true;
+    if (k->mode != KCONF_BUF_HYBRID) return false;
+    return q->spilled || q->stage || q->ram_bytes + est > k->seg_bytes ||
+           (q != &t->pending && t->pending.bytes);
+}
+
+/* the token of the record `id` of q's disk part (NULL: none, e.g. replayed);
+ * ids are taken in order, each once */
+static void *tok_take(kqueue *q, uint64_t id) {
+    while (q->tok_n) {
+        tokrun *h = &q->toks[q->tok_head];
+        if (id < h->first) return NULL;
+        if (id - h->first >= h->n) { /* behind us (cannot happen: ids come in order) */
+            q->tok_head++, q->tok_n--;
+            continue;
+        }
+        void *tok = h->token;
+        h->n -= id - h->first + 1;
+        h->first = id + 1;
+        if (!h->n) q->tok_head++, q->tok_n--;
+        if (!q->tok_n) q->tok_head = 0;
+        return tok;
+    }
+    return NULL;
+}
+
+/* remembers the token of the record `id` just written to q's disk part */
+static bool tok_put(kqueue *q, uint64_t id, void *token) {
+    if (!token) return true;
+    if (q->tok_n) {
+        tokrun *t = &q->toks[q->tok_head + q->tok_n - 1];
+        if (t->token == token && t->first + t->n == id) { /* same rule: one run */
+            t->n++;
+            return true;
+        }
+    }
+    if (q->tok_head + q->tok_n == q->tok_cap) {
+        if (q->tok_head) { /* slide down */
+            memmove(q->toks, q->toks + q->tok_head, q->tok_n * sizeof *q->toks);
+            q->tok_head = 0;
+        }
+        if (q->tok_n == q->tok_cap) {
+            size_t cap = q->tok_cap ? 2 * q->tok_cap : 16;
+            tokrun *n = realloc(q->toks, cap * sizeof *n);
+            if (!n) return false;
+            q->toks = n;
+            q->tok_cap = cap;
+        }
+    }
+    q->toks[q->tok_head + q->tok_n++] = (tokrun){id, 1, token};
+    return true;
 }
 
 /* -- sending -- */
@@ -472,13 +629,6 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     r->dq_id = DQ_NONE;
     r->replayed = false;
     r->born_ms = k->max_age_ms ? now_ms() : 0;
-    /* disk mode: on disk before it is buffered (a page-cache write; the
-     * pump makes it durable every DISK_FSYNC_MS), as EMQX's callers wait
-     * for their disk append (sink-behaviour.md §7) */
-    if (k->dq && (st = persist(k, r, err))) {
-        free(r);
-        goto failed;
-    }
     krec *dropped = NULL;
     pthread_mutex_lock(&k->mu);
     ktopic *t = k->fixed_topic ? k->fixed : topic_get(k, tb.p, tb.len);
@@ -502,23 +652,33 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     if (t->count > 0) {
         r->partition = pick(k, r, t->count);
         q = t->parts[r->partition];
-        if (!q->head && window_room(k, q, r->est)) {
-            /* fast path: nothing buffered ahead of it and room in the window:
-             * hand it to librdkafka from this thread (non-blocking) */
-            window_take(q, r);
-            pthread_mutex_unlock(&k->mu);
-            ec_error herr;
-            if (hand_off(k, r, &herr) == EC_OK) {
-                arena_reset(a);
-                return EC_OK;
-            }
-            /* refused: buffer it after all; the pump retries it or fails it */
-            pthread_mutex_lock(&k->mu);
-            window_give(r);
-        }
     } else {
         r->partition = -1;
         q = &t->pending;
+    }
+    if (to_disk(k, t, q, r->est)) { /* the pump writes it */
+        q->spilled = true;
+        stage_push(q, r);
+        atomic_fetch_add(&k->m.queuing, 1);
+        atomic_fetch_add(&k->m.queuing_bytes, r->est);
+        wake_pump(k);
+        pthread_mutex_unlock(&k->mu);
+        arena_reset(a);
+        return EC_OK;
+    }
+    if (t->count > 0 && !q->head && window_room(k, q, r->est)) {
+        /* fast path: nothing buffered ahead of it and room in the window:
+         * hand it to librdkafka from this thread (non-blocking) */
+        window_take(q, r);
+        pthread_mutex_unlock(&k->mu);
+        ec_error herr;
+        if (hand_off(k, r, &herr) == EC_OK) {
+            arena_reset(a);
+            return EC_OK;
+        }
+        /* refused: buffer it after all; the pump retries it or fails it */
+        pthread_mutex_lock(&k->mu);
+        window_give(r);
     }
     q_push(q, r);
     atomic_fetch_add(&k->m.queuing, 1);
@@ -583,17 +743,307 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
 
 /* -- the pump -- */
 
+/* -- the pump's disk work (k->dmu held; k->mu taken for the shared parts) -- */
+
+/* opens q's disk part on first use: the pending queue in the action's
+ * directory itself, partition i in p<i>/ */
+static ec_status dq_open(kaction *k, kqueue *q, ec_error *err) {
+    if (q->dq) return EC_OK;
+    char path[4096];
+    if (q->index < 0)
+        snprintf(path, sizeof path, "%s", k->dir);
+    else
+        snprintf(path, sizeof path, "%s/p%d", k->dir, q->index);
+    segq_report rep;
+    ec_status st = segq_open(path, k->seg_bytes, DISK_FSYNC_MS, &q->dq, &rep, err);
+    q->replay_end = 0;
+    if (st == EC_OK && rep.pending) { /* only at start (kaction_new) can it hold records */
+        segq_close(q->dq);
+        q->dq = NULL;
+        return ec_fail(err, EC_ESTATE, "%s holds records not read at start", path);
+    }
+    return st;
+}
+
+/* the oldest record of q's disk part, read ahead into q->peek (NULL: none,
+ * or an I/O error, tried again at the next turn); a record that cannot be
+ * read back fails */
+static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
+    while (!q->peek && q->dq_n) {
+        const void *d;
+        uint32_t n;
+        uint64_t id;
+        ec_error err;
+        int got = segq_next(q->dq, &d, &n, &id, &err);
+        if (got != 1) {
+            if (got < 0) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+            return NULL;
+        }
+        q->dq_n--;
+        void *tok = tok_take(q, id);
+        drec dr;
+        bool ok = decode(d, n, &dr);
+        krec *r = ok ? unpersist(&dr) : NULL;
+        if (!r) { /* taken out of the buffer as failed */
+            segq_ack(q->dq, id, &err);
+            pthread_mutex_lock(&k->mu);
+            q->bytes -= ok ? dr.est : 0;
+            pthread_mutex_unlock(&k->mu);
+            atomic_fetch_sub(&k->m.queuing, 1);
+            atomic_fetch_sub(&k->m.queuing_bytes, ok ? dr.est : 0);
+            atomic_fetch_add(&k->m.failed, 1);
+            if (tok && k->reply) k->reply(k->reply_ctx, tok, "unreadable_disk_record", -1, -1);
+            continue;
+        }
+        r->dq_id = id;
+        r->token = tok;
+        r->replayed = r->replayed || id < q->replay_end;
+        r->q = q;
+        r->topic = t;
+        r->partition = q->index;
+        if (!r->born_ms && k->max_age_ms) r->born_ms = now_ms(); /* written without one */
+        q->peek = r;
+    }
+    return q->peek;
+}
+
+/* q's read-ahead disk record taken out of the buffer for good */
+static krec *take_peek(kaction *k, kqueue *q) {
+    krec *r = q->peek;
+    q->peek = NULL;
+    pthread_mutex_lock(&k->mu);
+    q->bytes -= r->est;
+    pthread_mutex_unlock(&k->mu);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+    return r;
+}
+
+/* the oldest buffered record of q (RAM list, then disk), taken out of the
+ * buffer for good; NULL when q holds none */
+static krec *take_head(kaction *k, ktopic *t, kqueue *q) {
+    pthread_mutex_lock(&k->mu);
+    krec *r = q->head ? q_pop(q) : NULL;
+    pthread_mutex_unlock(&k->mu);
+    if (r) {
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        return r;
+    }
+    return dq_load(k, t, q) ? take_peek(k, q) : NULL;
+}
+
+/* the estimate of q's oldest buffered record (0: none) */
+static uint32_t head_est(kaction *k, ktopic *t, kqueue *q) {
+    pthread_mutex_lock(&k->mu);
+    uint32_t e = q->head ? q->head->est : 0;
+    pthread_mutex_unlock(&k->mu);
+    if (!e && dq_load(k, t, q)) e = q->peek->est;
+    return e;
+}
+
+/* per_partition_limit after a record was added with `cur` bytes buffered
+ * (sink-behaviour.md §6.2, as enforce_limit does for RAM) */
+static void disk_limit(kaction *k, ktopic *t, kqueue *q, uint64_t *cur, krec **dropped) {
+    if (*cur <= k->per_partition_limit) return;
+    uint64_t excess = *cur - k->per_partition_limit, removed = 0;
+    for (;;) {
+        krec *r = take_head(k, t, q); /* at least one */
+        if (!r) return;
+        removed += r->est;
+        *cur -= r->est;
+        if (r->dq_id != DQ_NONE) { /* acknowledged now: merges into one entry */
+            ec_error err;
+            segq_ack(q->dq, r->dq_id, &err);
+            r->dq_id = DQ_NONE;
+        }
+        r->next = *dropped;
+        *dropped = r;
+        uint32_t e = head_est(k, t, q);
+        if (!e || removed + e > excess) return;
+    }
+}
+
+/* the outcomes of one turn of disk work, answered without locks */
+typedef struct dq_out {
+    krec *dropped, *expired, *lost, *failed;
+    char failed_why[EC_ERRMSG_MAX];
+} dq_out;
+
+/* whether q's partition can be sent to now */
+static bool usable(const ktopic *t, const kqueue *q) {
+    return q->index >= 0 && t->count > 0 && q->index < t->count;
+}
+
+/* Writes r (staged for q, or moved there from the pending queue) to q's disk
+ * part, or hands it out at once when nothing is ahead of it and the window
+ * has room (into batch). *cur: q's buffered bytes before r. */
+static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, krec **batch,
+                     int *nb, dq_out *out) {
+    ec_error err;
+    uint32_t n;
+    const uint8_t *b = encode(k, r, &n);
+    ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
+    pthread_mutex_lock(&k->mu);
+    bool ahead = q->head != NULL;
+    pthread_mutex_unlock(&k->mu);
+    bool direct = !st && !ahead && !q->peek && !q->dq_n && usable(t, q) && *nb < PUMP_BATCH &&
+                  window_room(k, q, r->est);
+    uint64_t id = 0;
+    if (!st)
+        st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
+    if (!st && !direct && !tok_put(q, id, r->token)) { /* cannot remember the reply */
+        segq_ack(q->dq, id, &err);
+        st = ec_fail(&err, EC_ENOMEM, "out of memory");
+    }
+    if (st) { /* a full disk: this record fails */
+        pthread_mutex_lock(&k->mu);
+        q->bytes -= r->est;
+        pthread_mutex_unlock(&k->mu);
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        snprintf(out->failed_why, sizeof out->failed_why, "disk_buffer_error: %s", err.msg);
+        r->next = out->failed;
+        out->failed = r;
+        return;
+    }
+    if (direct) {
+        r->dq_id = id;
+        r->q = q;
+        window_take(q, r);
+        batch[(*nb)++] = r;
+        pthread_mutex_lock(&k->mu);
+        q->bytes -= r->est;
+        pthread_mutex_unlock(&k->mu);
+        return;
+    }
+    q->dq_n++;
+    *cur += r->est;
+    free(r);
+    disk_limit(k, t, q, cur, &out->dropped);
+}
+
+/* One turn of disk work for q: staged records written (the pending queue's
+ * moved to their partitions once the count is known), stale ones expired,
+ * a lost partition emptied, and records read back into batch while the
+ * window has room. */
+static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, krec **batch, int *nb,
+                    dq_out *out) {
+    pthread_mutex_lock(&k->mu);
+    krec *staged = q->stage;
+    q->stage = q->stage_tail = NULL;
+    uint64_t cur = q->bytes - q->stage_bytes;
+    q->stage_bytes = 0;
+    pthread_mutex_unlock(&k->mu);
+    if (q->index < 0 && t->count > 0) { /* pending: every record to its partition, in order */
+        krec *r;
+        while ((r = dq_load(k, t, q)) || (r = staged)) {
+            if (r == q->peek)
+                q->peek = NULL;
+            else
+                staged = r->next;
+            int32_t p = pick(k, r, t->count);
+            kqueue *pq = t->parts[p];
+            pthread_mutex_lock(&k->mu);
+            q->bytes -= r->est;
+            pq->bytes += r->est;
+            pq->spilled = true;
+            uint64_t pcur = pq->bytes - pq->stage_bytes - r->est;
+            pthread_mutex_unlock(&k->mu);
+            uint64_t old = r->dq_id;
+            r->dq_id = DQ_NONE;
+            r->partition = p;
+            dq_write(k, t, pq, r, &pcur, batch, nb, out); /* before it leaves pending */
+            if (old != DQ_NONE) {
+                ec_error err;
+                segq_ack(q->dq, old, &err);
+            }
+        }
+        pthread_mutex_lock(&k->mu);
+        if (!q->stage) q->spilled = false;
+        pthread_mutex_unlock(&k->mu);
+        return;
+    }
+    while (staged) {
+        krec *r = staged;
+        staged = r->next;
+        dq_write(k, t, q, r, &cur, batch, nb, out);
+    }
+    if (q->index >= 0 && t->count > 0 && q->index >= t->count) { /* the partition is gone */
+        krec *r;
+        while ((r = take_head(k, t, q))) {
+            r->next = out->lost;
+            out->lost = r;
+        }
+    }
+    if (k->max_age_ms) {
+        krec *r;
+        while ((r = dq_load(k, t, q)) && now - r->born_ms > k->max_age_ms) {
+            r = take_peek(k, q);
+            r->next = out->expired;
+            out->expired = r;
+        }
+    }
+    pthread_mutex_lock(&k->mu);
+    bool ram = q->head != NULL;
+    pthread_mutex_unlock(&k->mu);
+    krec *r;
+    while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
+           window_room(k, q, r->est)) {
+        q->peek = NULL;
+        window_take(q, r);
+        batch[(*nb)++] = r;
+        pthread_mutex_lock(&k->mu);
+        q->bytes -= r->est;
+        pthread_mutex_unlock(&k->mu);
+    }
+    pthread_mutex_lock(&k->mu);
+    if (!q->peek && !q->dq_n && !q->stage) q->spilled = false;
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* whether q has disk work: staged records, or records on disk */
+static bool has_disk_work(const kqueue *q) {
+    return q->stage || q->peek || q->dq_n;
+}
+
 /* fail every record of q (caller holds the lock; answers after unlocking) */
 static void drain_all(kaction *k, kqueue *q, krec **out) {
     while (q->head)
         q_take(k, q, out);
 }
 
-/* metadata for one topic; called without the lock */
-static void refresh_topic(kaction *k, ktopic *t) {
-    ec_error err;
-    int32_t n = atomic_load(&k->forced_count);
-    if (n == INT32_MIN) n = kprod_partition_count(k->p, t->name, k->metadata_timeout_ms, &err);
+/* The metadata thread: asks Kafka for the partition count of each topic
+ * the pump marked META_ASKED (a request blocks up to the metadata timeout
+ * while Kafka is unreachable; the pump goes on meanwhile, writing and
+ * sending) and leaves the answer for the pump to apply. */
+static void *meta_main(void *arg) {
+    kaction *k = arg;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        ktopic *t = k->topics;
+        while (t && t->meta != META_ASKED)
+            t = t->next;
+        if (!t) {
+            pthread_cond_wait(&k->meta_cv, &k->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&k->mu);
+        ec_error err;
+        int32_t n = atomic_load(&k->forced_count);
+        if (n == INT32_MIN) n = kprod_partition_count(k->p, t->name, k->metadata_timeout_ms, &err);
+        pthread_mutex_lock(&k->mu);
+        t->meta_n = n;
+        t->meta = META_DONE;
+        wake_pump(k);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+/* applies the partition count n of t (the metadata thread's answer); called
+ * by the pump without the lock */
+static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
     krec *failed = NULL, *lost = NULL, *dropped = NULL;
     pthread_mutex_lock(&k->mu);
@@ -612,7 +1062,7 @@ static void refresh_topic(kaction *k, ktopic *t) {
         for (int32_t i = 0; i < t->cap; i++)
             drain_all(k, t->parts[i], &failed);
     } else if (grow_parts(t, n)) {
-        for (int32_t i = n; i < t->cap && i < t->count; i++)
+        for (int32_t i = n; i < t->cap; i++) /* their disk parts: dq_turn */
             drain_all(k, t->parts[i], &lost);
         t->count = n;
         t->next_refresh_ms = k->refresh_ms ? now + (int64_t)k->refresh_ms : INT64_MAX;
@@ -638,12 +1088,19 @@ static void expire_queue(kaction *k, kqueue *q, int64_t now, krec **out) {
         q_take(k, q, out);
 }
 
-/* whether some partition has buffered records and window room (k->mu held) */
+/* whether the pump has work now (k->mu held): a partition with buffered
+ * records and window room, or records staged for the disk */
 static bool sendable(kaction *k) {
-    for (ktopic *t = k->topics; t; t = t->next)
-        for (int32_t p = 0; p < t->count && p < t->cap; p++)
-            if (t->parts[p]->head && window_room(k, t->parts[p], t->parts[p]->head->est))
-                return true;
+    for (ktopic *t = k->topics; t; t = t->next) {
+        if (t->pending.stage) return true;
+        for (int32_t p = 0; p < t->cap; p++) {
+            kqueue *q = t->parts[p];
+            if (q->stage) return true;
+            if (p >= t->count) continue;
+            uint32_t e = q->head ? q->head->est : q->peek ? q->peek->est : q->dq_n ? 1 : 0;
+            if (e && window_room(k, q, e)) return true;
+        }
+    }
     return false;
 }
 
@@ -684,6 +1141,36 @@ static int hand_off_batch(kaction *k, krec **batch, int nb, krec **keep, ktopic 
     return nk;
 }
 
+/* The pump's disk work for every queue (no lock held): see dq_turn; and
+ * in disk mode what was written made durable every DISK_FSYNC_MS. */
+static void disk_work(kaction *k, int64_t now, krec **batch, int *nb) {
+    dq_out out = {0};
+    pthread_mutex_lock(&k->mu);
+    ktopic *topics = k->topics; /* entries are only added in front, freed by destroy */
+    pthread_mutex_unlock(&k->mu);
+    pthread_mutex_lock(&k->dmu);
+    for (ktopic *t = topics; t; t = t->next) {
+        /* the pending queue first: its records go ahead of their partitions' */
+        for (int32_t p = -1; p < t->cap; p++) {
+            kqueue *q = p < 0 ? &t->pending : t->parts[p];
+            pthread_mutex_lock(&k->mu);
+            bool work = has_disk_work(q);
+            pthread_mutex_unlock(&k->mu);
+            if (work) dq_turn(k, t, q, now, batch, nb, &out);
+            if (k->mode == KCONF_BUF_DISK && q->dq) {
+                ec_error err;
+                if (segq_maybe_sync(q->dq, (uint64_t)now, &err))
+                    fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+            }
+        }
+    }
+    pthread_mutex_unlock(&k->dmu);
+    answer_dropped(k, out.dropped);
+    answer_all(k, out.expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
+    answer_all(k, out.lost, "partition_lost", &k->m.failed, NULL);
+    answer_all(k, out.failed, out.failed_why, &k->m.failed, NULL);
+}
+
 static void *pump_main(void *arg) {
     kaction *k = arg;
     pthread_mutex_lock(&k->mu);
@@ -693,12 +1180,6 @@ static void *pump_main(void *arg) {
             int used = mem_used_pct();
             atomic_store(&k->high_mem, used >= 0 && used >= high_watermark_pct());
             k->next_mem_check_ms = now + 1000;
-        }
-        if (k->dq) { /* disk mode: make recent appends durable (batched) */
-            ec_error derr;
-            pthread_mutex_lock(&k->dmu);
-            segq_maybe_sync(k->dq, (uint64_t)now, &derr);
-            pthread_mutex_unlock(&k->dmu);
         }
         if (k->max_age_ms) { /* stale records leave the buffer (EMQX: dropped.expired) */
             krec *expired = NULL;
@@ -715,12 +1196,18 @@ static void *pump_main(void *arg) {
         }
         /* metadata first (without the lock) */
         for (ktopic *t = k->topics; t && !k->stop; t = t->next) {
-            bool due =
-                now >= t->next_refresh_ms && (t->count != 0 || t->pending.head || k->fixed_topic);
+            if (t->meta == META_DONE) {
+                t->meta = META_IDLE;
+                pthread_mutex_unlock(&k->mu);
+                refresh_topic(k, t, t->meta_n);
+                pthread_mutex_lock(&k->mu);
+                continue;
+            }
+            bool due = t->meta == META_IDLE && now >= t->next_refresh_ms &&
+                       (t->count != 0 || t->pending.bytes || k->fixed_topic);
             if (!due) continue;
-            pthread_mutex_unlock(&k->mu);
-            refresh_topic(k, t);
-            pthread_mutex_lock(&k->mu);
+            t->meta = META_ASKED;
+            pthread_cond_signal(&k->meta_cv);
         }
         /* take a batch within each partition's window under the lock, hand it
          * to librdkafka without the lock (senders are never held up by it) */
@@ -735,6 +1222,11 @@ static void *pump_main(void *arg) {
                     batch[nb++] = r;
                 }
             }
+        }
+        if (k->dir) { /* disk work without k->mu (senders are never held up by file I/O) */
+            pthread_mutex_unlock(&k->mu);
+            disk_work(k, now, batch, &nb);
+            pthread_mutex_lock(&k->mu);
         }
         bool stalled = false; /* librdkafka refused records for now: wait before retrying */
         if (nb) {
@@ -753,6 +1245,7 @@ static void *pump_main(void *arg) {
                 q->head = r;
                 if (!q->tail) q->tail = r;
                 q->bytes += r->est;
+                q->ram_bytes += r->est;
             }
             if (!nk) continue; /* more may be waiting: no sleep */
             stalled = true;
@@ -815,6 +1308,139 @@ ec_status kaction_check(const kconf_action *act, ec_error *err) {
     return st;
 }
 
+/* -- disk buffer at start -- */
+
+typedef struct scan_sum {
+    uint64_t n, est;
+} scan_sum;
+
+static void scan_one(void *ctx, const void *data, uint32_t len) {
+    scan_sum *s = ctx;
+    drec d;
+    s->n++;
+    if (decode(data, len, &d)) s->est += d.est;
+}
+
+/* opens the queue of dir (partition `index`, -1: pending) with what it holds */
+static ec_status replay_queue(kaction *k, kqueue *q, const char *dir, ec_error *err) {
+    segq_report rep;
+    ec_status st = segq_open(dir, k->seg_bytes, DISK_FSYNC_MS, &q->dq, &rep, err);
+    if (st) return st;
+    if (rep.skipped_bytes || rep.commit_unreadable)
+        fprintf(stderr,
+                "emqx_confluent: disk buffer %s: %llu bytes of torn or corrupt records skipped in "
+                "%u segment(s)%s\n",
+                dir, (unsigned long long)rep.skipped_bytes, rep.bad_segments,
+                rep.commit_unreadable ? "; commit marker unreadable, replaying everything" : "");
+    scan_sum sum = {0, 0};
+    if (segq_scan(q->dq, scan_one, &sum, err) < 0) return EC_EINVAL;
+    q->dq_n = q->replay_end = sum.n;
+    q->bytes += sum.est;
+    atomic_fetch_add(&k->m.queuing, (int64_t)sum.n);
+    atomic_fetch_add(&k->m.queuing_bytes, (int64_t)sum.est);
+    k->replayed += sum.n;
+    k->skipped_bytes += rep.skipped_bytes;
+    return EC_OK;
+}
+
+/* Disk mode at start: the topic's pending queue (the directory itself) and
+ * every partition queue (p<N>/) are opened; what they hold is sent again
+ * once the partition count is known (records of partitions that no longer
+ * exist fail as partition_lost). */
+static ec_status replay_all(kaction *k, ktopic *t, ec_error *err) {
+    if (mkdir(k->dir, 0700) != 0 && errno != EEXIST)
+        return ec_fail(err, EC_EINVAL, "cannot create %s: %s", k->dir, strerror(errno));
+    ec_status st = replay_queue(k, &t->pending, k->dir, err);
+    DIR *d = opendir(k->dir);
+    if (!d) return st ? st : ec_fail(err, EC_EINVAL, "cannot list %s: %s", k->dir, strerror(errno));
+    struct dirent *e;
+    while (!st && (e = readdir(d))) {
+        char *end;
+        long n = e->d_name[0] == 'p' ? strtol(e->d_name + 1, &end, 10) : -1;
+        if (n < 0 || n >= 1000000 || end == e->d_name + 1 || *end) continue;
+        if (!grow_parts(t, (int32_t)n + 1)) {
+            st = ec_fail(err, EC_ENOMEM, "out of memory");
+            break;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", k->dir, e->d_name);
+        st = replay_queue(k, t->parts[n], path, err);
+    }
+    closedir(d);
+    return st;
+}
+
+/* removes the segment files and markers of a buffer directory (hybrid mode
+ * starts empty) */
+static void wipe_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strcmp(e->d_name, "commit") && (n < 4 || strcmp(e->d_name + n - 4, ".seg"))) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+static ec_status wipe_buffer(const char *dir, ec_error *err) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return ec_fail(err, EC_EINVAL, "cannot create %s: %s", dir, strerror(errno));
+    wipe_files(dir);
+    DIR *d = opendir(dir);
+    if (!d) return EC_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != 'p') continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        wipe_files(path);
+    }
+    closedir(d);
+    return EC_OK;
+}
+
+/* stops the metadata thread (waits for a request under way) */
+static void stop_meta(kaction *k) {
+    if (!k->meta_started) return;
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->meta_cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->meta, NULL);
+    k->meta_started = false;
+}
+
+/* frees an action whose pump is not running (or stopped): topics, queues,
+ * disk parts (closed: what is on them stays), templates */
+static void free_action(kaction *k) {
+    for (ktopic *t = k->topics; t;) {
+        for (int32_t i = -1; i < t->cap; i++) {
+            kqueue *q = i < 0 ? &t->pending : t->parts[i];
+            segq_close(q->dq);
+            free(q->peek);
+            free(q->toks);
+            if (i >= 0) free(q);
+        }
+        ktopic *n = t->next;
+        free(t->parts);
+        free(t->name);
+        free(t);
+        t = n;
+    }
+    free_templates(k);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    pthread_cond_destroy(&k->meta_cv);
+    pthread_mutex_destroy(&k->dmu);
+    free(k->dir);
+    free(k->enc);
+    free(k);
+}
+
 ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kaction_reply_fn reply,
                       void *reply_ctx, kaction **out, ec_error *err) {
     kaction *k = zalloc64(sizeof *k);
@@ -835,87 +1461,55 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     atomic_init(&k->forced_count, INT32_MIN);
     k->sync = act->sync;
     /* EMQX applies it to the memory buffer only */
-    k->overload_protection = act->memory_overload_protection && act->buffer_mode != KCONF_BUF_DISK;
+    k->overload_protection =
+        act->memory_overload_protection && act->buffer_mode == KCONF_BUF_MEMORY;
     k->sync_timeout_ms = act->sync_timeout_ms;
     k->metadata_timeout_ms = (int)conn->metadata_request_timeout_ms;
     k->reply = reply;
     k->reply_ctx = reply_ctx;
-    krec *replay = NULL, **replay_tail = &replay;
-    uint64_t replayed = 0, unreadable = 0;
-    if (act->buffer_mode == KCONF_BUF_DISK) {
-        segq_report rep;
-        if (!act->buffer_dir)
-            st = ec_fail(err, EC_EINVAL, "parameters.buffer.mode: disk needs a buffer directory");
-        else
-            st = segq_open(act->buffer_dir, act->segment_bytes, DISK_FSYNC_MS, &k->dq, &rep, err);
-        if (st) {
-            free_templates(k);
-            free(k);
-            return st;
-        }
-        pthread_mutex_init(&k->dmu, NULL);
-        if (rep.skipped_bytes || rep.commit_unreadable)
-            fprintf(
-                stderr,
-                "emqx_confluent: disk buffer %s: %llu bytes of torn or corrupt records skipped in "
-                "%u segment(s)%s\n",
-                act->buffer_dir, (unsigned long long)rep.skipped_bytes, rep.bad_segments,
-                rep.commit_unreadable ? "; commit marker unreadable, replaying everything" : "");
-        /* everything not acknowledged before goes out again */
-        const void *d;
-        uint32_t n;
-        uint64_t id;
-        while (segq_next(k->dq, &d, &n, &id, err) == 1) {
-            krec *r = unpersist(d, n);
-            if (!r) { /* an intact record of a format we do not read: drop it */
-                segq_ack(k->dq, id, err);
-                unreadable++;
-                continue;
-            }
-            r->dq_id = id;
-            r->next = NULL;
-            *replay_tail = r;
-            replay_tail = &r->next;
-            replayed++;
-        }
-        k->replayed = replayed;
-        k->skipped_bytes = rep.skipped_bytes;
+    k->mode = act->buffer_mode;
+    k->seg_bytes = act->segment_bytes;
+    if (k->mode == KCONF_BUF_DISK && (!act->buffer_dir || !k->fixed_topic)) {
+        free_templates(k);
+        free(k);
+        return ec_fail(err, EC_EINVAL,
+                       !act->buffer_dir ? "parameters.buffer.mode: disk needs a buffer directory"
+                                        : "parameters.buffer.mode: disk-mode buffering is "
+                                          "disallowed when using dynamic topics");
     }
+    if (k->mode == KCONF_BUF_HYBRID && !act->buffer_dir) k->mode = KCONF_BUF_MEMORY;
+    if (k->mode != KCONF_BUF_MEMORY && !(k->dir = strdup(act->buffer_dir))) {
+        free_templates(k);
+        free(k);
+        return ec_fail(err, EC_ENOMEM, "out of memory creating the action");
+    }
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_cond_init(&k->cv, NULL);
+    pthread_cond_init(&k->meta_cv, NULL);
+    pthread_mutex_init(&k->dmu, NULL);
+    if (k->fixed_topic) k->fixed = topic_get(k, act->topic, strlen(act->topic));
+    if (k->fixed_topic && !k->fixed)
+        st = ec_fail(err, EC_ENOMEM, "out of memory creating the action");
+    else if (k->mode == KCONF_BUF_HYBRID)
+        st = wipe_buffer(k->dir, err); /* hybrid promises nothing across a restart */
+    else if (k->mode == KCONF_BUF_DISK)
+        st = replay_all(k, k->fixed, err);
     arena a;
     arena_init(&a, 4096);
     kconf_props props;
-    if ((st = kconf_producer_props(conn, act, &a, &props, err)) ||
+    if (st || (st = kconf_producer_props(conn, act, &a, &props, err)) ||
         (st = kprod_new(props.kv, props.n, on_delivery, k, &k->p, err))) {
         arena_free(&a);
-        free_templates(k);
-        for (krec *r = replay, *n; r; r = n)
-            n = r->next, free(r);
-        segq_close(k->dq);
-        free(k);
+        free_action(k);
         return st;
     }
     arena_free(&a);
-    pthread_mutex_init(&k->mu, NULL);
-    pthread_cond_init(&k->cv, NULL);
-    if (k->fixed_topic) {
-        pthread_mutex_lock(&k->mu);
-        ktopic *t = k->fixed = topic_get(k, act->topic, strlen(act->topic));
-        for (krec *r = replay, *n; r && t; r = n) { /* partitioned once metadata arrives */
-            n = r->next;
-            r->topic = t;
-            r->partition = -1;
-            q_push(&t->pending, r);
-            atomic_fetch_add(&k->m.queuing, 1);
-            atomic_fetch_add(&k->m.queuing_bytes, r->est);
-        }
-        pthread_mutex_unlock(&k->mu);
-    }
-    atomic_fetch_add(&k->m.failed, unreadable);
-    if (pthread_create(&k->pump, NULL, pump_main, k) != 0) {
+    k->meta_started = pthread_create(&k->meta, NULL, meta_main, k) == 0;
+    if (!k->meta_started || pthread_create(&k->pump, NULL, pump_main, k) != 0) {
+        stop_meta(k);
         kprod_destroy(k->p, 0);
-        free_templates(k);
-        free(k);
-        return ec_fail(err, EC_ENOMEM, "cannot start the action's pump thread");
+        free_action(k);
+        return ec_fail(err, EC_ENOMEM, "cannot start the action's threads");
     }
     *out = k;
     return EC_OK;
@@ -975,29 +1569,46 @@ void kaction_destroy(kaction *k, int flush_ms) {
     pthread_cond_signal(&k->cv); /* unconditionally: stop must be seen */
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->pump, NULL);
+    stop_meta(k);
     int64_t left = deadline - now_ms();
     atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
     krec *rest = NULL;
-    for (ktopic *t = k->topics; t;) {
-        drain_all(k, &t->pending, &rest);
-        for (int32_t i = 0; i < t->cap; i++) {
-            drain_all(k, t->parts[i], &rest);
-            free(t->parts[i]);
+    uint64_t ndisk = 0;
+    for (ktopic *t = k->topics; t; t = t->next) {
+        for (int32_t i = -1; i < t->cap; i++) {
+            kqueue *q = i < 0 ? &t->pending : t->parts[i];
+            drain_all(k, q, &rest);
+            for (krec *r = q->stage, *n; r; r = n) { /* disk mode: kept for the next start */
+                n = r->next;
+                uint32_t len;
+                const uint8_t *b = encode(k, r, &len);
+                ec_error err;
+                uint64_t id;
+                if (k->mode == KCONF_BUF_DISK && b && dq_open(k, q, &err) == EC_OK)
+                    segq_append(q->dq, b, len, &id, &err);
+                r->next = rest;
+                rest = r;
+                atomic_fetch_sub(&k->m.queuing, 1);
+                atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+            }
+            q->stage = NULL;
+            if (q->peek) {
+                q->peek->next = rest;
+                rest = q->peek;
+                q->peek = NULL;
+            }
+            for (size_t j = 0; j < q->tok_n; j++) { /* records on disk: their callers */
+                tokrun *tr = &q->toks[q->tok_head + j];
+                for (uint64_t c = 0; c < tr->n; c++)
+                    if (k->reply) k->reply(k->reply_ctx, tr->token, "resource_stopped", -1, -1);
+                ndisk += tr->n;
+            }
+            q->tok_n = 0;
         }
-        ktopic *n = t->next;
-        free(t->parts);
-        free(t->name);
-        free(t);
-        t = n;
     }
+    atomic_fetch_add(&k->m.dropped, ndisk);
+    atomic_fetch_add(&k->m.dropped_resource_stopped, ndisk);
     answer_all(k, rest, "resource_stopped", &k->m.dropped, &k->m.dropped_resource_stopped);
-    free_templates(k);
-    pthread_mutex_destroy(&k->mu);
-    pthread_cond_destroy(&k->cv);
-    if (k->dq) {
-        segq_close(k->dq); /* syncs */
-        pthread_mutex_destroy(&k->dmu);
-    }
-    free(k);
+    free_action(k); /* the disk parts closed: synced */
 }
