@@ -6,9 +6,11 @@
  * coming at a steady rate for the outage (60 s by default) while the
  * process's resident set is sampled every 100 ms; then the broker comes back
  * and every record must end as success or dropped. Reported: the growth of
- * the resident set over the value before the outage, against L. Runs for
- * buffer.mode memory and disk, each in a process of its own (memory freed by
- * one run would otherwise hide the next one's growth).
+ * the resident set over the value before the outage, against L, at its peak
+ * and after the first sixth of the outage (flat: the two are close), and the
+ * bytes of segment files at the end of the outage. Runs for buffer.mode
+ * memory, disk and hybrid, each in a process of its own (memory freed by one
+ * run would otherwise hide the next one's growth).
  *
  * Environment: RSS_OUTAGE_S (60), RSS_RATE (records/s, 40000), RSS_LIMIT_MB
  * (L, 64), RSS_VALUE (bytes, 100). */
@@ -61,7 +63,22 @@ static long env_long(const char *name, long dflt) {
     return v && atol(v) > 0 ? atol(v) : dflt;
 }
 
-static kaction *action(rd_kafka_mock_cluster_t *mc, long limit_mb, const char *dir, arena *a) {
+/* bytes of the files under dir */
+static double dir_mb(const char *dir) {
+    if (!dir) return 0;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "du -sb %s 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    long long b = 0;
+    if (p) {
+        if (fscanf(p, "%lld", &b) != 1) b = 0;
+        pclose(p);
+    }
+    return (double)b / (1 << 20);
+}
+
+static kaction *action(rd_kafka_mock_cluster_t *mc, const char *mode, long limit_mb,
+                       const char *dir, arena *a) {
     char cj[512], aj[1024];
     snprintf(cj, sizeof cj,
              "{\"type\":\"kafka_producer\",\"bootstrap_hosts\":\"%s\",\"metadata_request_timeout\":"
@@ -70,9 +87,9 @@ static kaction *action(rd_kafka_mock_cluster_t *mc, long limit_mb, const char *d
     char buffer[300];
     if (dir)
         snprintf(buffer, sizeof buffer,
-                 "\"buffer\":{\"mode\":\"disk\",\"per_partition_limit\":\"%ldMB\"}},"
+                 "\"buffer\":{\"mode\":\"%s\",\"per_partition_limit\":\"%ldMB\"}},"
                  "\"buffer_dir\":\"%s\"",
-                 limit_mb, dir);
+                 mode, limit_mb, dir);
     else
         snprintf(buffer, sizeof buffer,
                  "\"buffer\":{\"mode\":\"memory\",\"per_partition_limit\":\"%ldMB\","
@@ -107,7 +124,7 @@ static void run(const char *mode, const char *dir, long outage_s, long rate, lon
     rd_kafka_mock_topic_create(mc, "rss", 1, 1);
     arena a;
     arena_init(&a, 8192);
-    kaction *k = action(mc, limit_mb, dir, &a);
+    kaction *k = action(mc, mode, limit_mb, dir, &a);
 
     arena ma;
     arena_init(&ma, 8192);
@@ -123,7 +140,7 @@ static void run(const char *mode, const char *dir, long outage_s, long rate, lon
     while (atomic_load(&replies) < 1)
         sleep_s(0.001);
     sleep_s(0.5);
-    long rss0 = rss_bytes(), peak = rss0;
+    long rss0 = rss_bytes(), peak = rss0, early = -1;
 
     rd_kafka_mock_broker_set_down(mc, 1);
     double t0 = now_s(), next_sample = t0;
@@ -138,6 +155,7 @@ static void run(const char *mode, const char *dir, long outage_s, long rate, lon
         if (now_s() >= next_sample) {
             long r = rss_bytes();
             if (r > peak) peak = r;
+            if (early < 0 && now_s() - t0 >= (double)outage_s / 6) early = peak;
             next_sample += 0.1;
         }
         sleep_s(0.002);
@@ -145,15 +163,17 @@ static void run(const char *mode, const char *dir, long outage_s, long rate, lon
     kaction_metrics m;
     kaction_get_metrics(k, &m);
     long queued = m.queuing_bytes;
+    double disk_mb = dir_mb(dir);
     rd_kafka_mock_broker_set_up(mc, 1);
     double t1 = now_s();
     while (atomic_load(&replies) < sent + 1 && now_s() - t1 < 120)
         sleep_s(0.01);
     kaction_get_metrics(k, &m);
     double growth = (double)(peak - rss0) / (1 << 20);
-    printf("%-7s %9ld %9llu %9llu %8.1f %8.1f %9.1f %6.0f%%\n", mode, sent,
+    printf("%-7s %9ld %9llu %9llu %8.1f %8.1f %9.1f %9.1f %6.0f%% %8.1f\n", mode, sent,
            (unsigned long long)m.success - 1, (unsigned long long)m.dropped,
-           (double)queued / (1 << 20), (double)limit_mb, growth, 100 * growth / (double)limit_mb);
+           (double)queued / (1 << 20), (double)limit_mb, (double)(early - rss0) / (1 << 20),
+           growth, 100 * growth / (double)limit_mb, disk_mb);
     if ((long)(m.success + m.dropped + m.failed) != sent + 1)
         fprintf(stderr, "  %s: %ld records unaccounted for\n", mode,
                 sent + 1 - (long)(m.success + m.dropped + m.failed));
@@ -172,15 +192,16 @@ int main(void) {
     printf("buffer RSS during a %ld s outage: %ld records/s of %ld B, per_partition_limit %ld MB, "
            "1 partition (mock cluster)\n",
            outage, rate, vlen, limit);
-    printf("%-7s %9s %9s %9s %8s %8s %9s %7s\n", "mode", "offered", "success", "dropped",
-           "queued", "L MB", "RSS+ MB", "RSS+/L");
+    printf("%-7s %9s %9s %9s %8s %8s %9s %9s %7s %8s\n", "mode", "offered", "success", "dropped",
+           "queued", "L MB", "RSS+ 1/6", "RSS+ MB", "RSS+/L", "disk MB");
     fflush(stdout);
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/ec-bench-rss-%d", (int)getpid());
-    for (int disk = 0; disk < 2; disk++) {
+    const char *modes[] = {"memory", "disk", "hybrid"};
+    for (int i = 0; i < 3; i++) {
         pid_t pid = fork();
         if (pid == 0) {
-            run(disk ? "disk" : "memory", disk ? dir : NULL, outage, rate, limit, vlen);
+            run(modes[i], i ? dir : NULL, outage, rate, limit, vlen);
             _exit(0);
         }
         int status;

@@ -17,12 +17,12 @@
 typedef struct replies {
     pthread_mutex_t mu;
     int ok, err;
-    int on_part[4]; /* acknowledged records per partition (0-3) */
+    int on_part[4];    /* acknowledged records per partition (0-3) */
+    int64_t off[1024]; /* offset by token, for tokens 2..1023 (send_seq) */
     char last_err[256];
 } replies;
 
 static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64_t o) {
-    (void)token, (void)o;
     replies *r = ctx;
     pthread_mutex_lock(&r->mu);
     if (error) {
@@ -31,6 +31,7 @@ static void on_reply(void *ctx, void *token, const char *error, int32_t p, int64
     } else {
         r->ok++;
         if (p >= 0 && p < 4) r->on_part[p]++;
+        if ((uintptr_t)token >= 2 && (uintptr_t)token < 1024) r->off[(uintptr_t)token] = o;
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -106,6 +107,22 @@ static kaction *action_from_json(const char *conn_js, const char *act_js, replie
 }
 
 static char fx_buffer_dir[64]; /* when set: the actions' buffer directory */
+static bool wait_settled(kaction *k, kaction_metrics *km);
+
+/* the disk-mode variant of a test: a fresh buffer directory, and the JSON
+ * members that select disk mode (to append to the test's "parameters") */
+static const char *disk_mode(void) {
+    snprintf(fx_buffer_dir, sizeof fx_buffer_dir, "/tmp/ec-kdisk-XXXXXX");
+    if (!mkdtemp(fx_buffer_dir)) fx_buffer_dir[0] = 0;
+    return ",\"buffer\":{\"mode\":\"disk\",\"segment_bytes\":\"4KB\"}";
+}
+
+static void disk_mode_done(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", fx_buffer_dir);
+    if (fx_buffer_dir[0] && system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", fx_buffer_dir);
+    fx_buffer_dir[0] = 0;
+}
 
 /* an action on the mock cluster; conn_extra / extra: more connector /
  * "parameters" JSON members (each starting with a comma) */
@@ -151,7 +168,18 @@ static void fx_stop(fixture *f) {
     mock_stop(&f->m);
 }
 
+static ec_status send_tok(kaction *k, arena *a, const char *key, size_t vlen, void *token);
+
 static ec_status send_one(kaction *k, arena *a, const char *key, size_t vlen) {
+    return send_tok(k, a, key, vlen, (void *)1);
+}
+
+/* the record numbered seq (2..1023): its offset lands in replies.off[seq] */
+static ec_status send_seq(kaction *k, arena *a, const char *key, int seq) {
+    return send_tok(k, a, key, 100, (void *)(uintptr_t)seq);
+}
+
+static ec_status send_tok(kaction *k, arena *a, const char *key, size_t vlen, void *token) {
     bool ok;
     value out = v_map_new(a, 2, &ok);
     char *v = arena_alloc(a, vlen + 1);
@@ -159,7 +187,7 @@ static ec_status send_one(kaction *k, arena *a, const char *key, size_t vlen) {
     v_map_append(a, &out, V_LIT("k"), v_bin(key, strlen(key)));
     v_map_append(a, &out, V_LIT("v"), v_bin(v, vlen));
     ec_error err;
-    return kaction_send(k, &out, (void *)1, &err);
+    return kaction_send(k, &out, token, &err);
 }
 
 TEST(kaction_mock_message_too_large_fails) {
@@ -237,13 +265,20 @@ TEST(kaction_mock_broker_down_overflow_then_recovers) {
 /* max_batch_age: records buffered (or in librdkafka) longer than that while
  * Kafka is down are dropped as expired, not failed; max_retries: a record
  * that keeps getting retriable errors fails after that many retries. */
-TEST(kaction_mock_max_batch_age_and_max_retries) {
+/* max_batch_age with the buffer in `mode` (memory: "", or disk_mode()) */
+static void max_batch_age_case(const char *mode) {
     fixture f;
-    REQUIRE(fx_start(&f, 1, "stale", 1, "", ",\"max_inflight\":1,\"max_batch_age\":\"1s\""));
+    char extra[300]; /* a window of one record: the others wait in the buffer */
+    snprintf(extra, sizeof extra,
+             ",\"max_inflight\":1,\"max_batch_bytes\":%llu,\"max_batch_age\":\"1s\"%s",
+             (unsigned long long)kaction_estimate_size(1, 100, NULL, 0), mode);
+    REQUIRE(fx_start(&f, 1, "stale", 1, "", extra));
     rd_kafka_mock_broker_set_down(f.m.mc, 1);
     for (int i = 0; i < 10; i++)
         REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
-    REQUIRE(wait_replies(&f.r, 11, 15000));
+    /* all at about 1 s: the buffered ones expire together, not one after the
+     * other through librdkafka's window of one */
+    REQUIRE(wait_replies(&f.r, 11, 5000));
     kaction_metrics mt;
     kaction_get_metrics(f.k, &mt);
     CHECK_INT(f.r.err, 10);
@@ -264,7 +299,14 @@ TEST(kaction_mock_max_batch_age_and_max_retries) {
     CHECK_INT(mt.success, 2);
     CHECK_INT(mt.success + mt.dropped, mt.matched);
     fx_stop(&f);
+}
 
+TEST(kaction_mock_max_batch_age_and_max_retries) {
+    max_batch_age_case("");
+    max_batch_age_case(disk_mode()); /* expired on disk too */
+    disk_mode_done();
+    fixture f;
+    kaction_metrics mt;
     REQUIRE(fx_start(&f, 1, "tries", 1, "", ",\"max_retries\":1"));
     rd_kafka_mock_push_request_errors(
         f.m.mc, 0, 4, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
@@ -285,13 +327,13 @@ TEST(kaction_mock_max_batch_age_and_max_retries) {
  * reports unknown after it was known keeps buffering (§9.2: producers are
  * kept). Metadata answers are set with kaction_test_partition_count: the
  * mock cluster cannot shrink a topic. */
-TEST(kaction_mock_partitions_shrink_and_fixed_topic_unknown) {
+static void shrink_case(const char *mode) {
     uint64_t est = kaction_estimate_size(2, 100, NULL, 0);
-    char extra[256];
+    char extra[300];
     snprintf(extra, sizeof extra,
              ",\"partition_strategy\":\"random\",\"partition_count_refresh_interval\":\"1s\","
-             "\"max_inflight\":1,\"max_batch_bytes\":%llu",
-             (unsigned long long)est);
+             "\"max_inflight\":1,\"max_batch_bytes\":%llu%s",
+             (unsigned long long)est, mode);
     fixture f;
     REQUIRE(fx_start(&f, 1, "shrink", 3, "", extra));
     rd_kafka_mock_broker_set_down(f.m.mc, 1);
@@ -299,7 +341,7 @@ TEST(kaction_mock_partitions_shrink_and_fixed_topic_unknown) {
     for (int i = 0; i < 60; i++)
         REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
     kaction_metrics mt;
-    kaction_get_metrics(f.k, &mt);
+    CHECK(wait_settled(f.k, &mt));
     CHECK_INT(mt.inflight, 3); /* one per partition in librdkafka, the rest buffered */
     CHECK_INT(mt.queuing, 57);
     kaction_test_partition_count(f.k, 1); /* the topic now has one partition */
@@ -334,6 +376,12 @@ TEST(kaction_mock_partitions_shrink_and_fixed_topic_unknown) {
     CHECK_INT(mt.failed, lost);
     CHECK_INT(mt.success, 61 - lost + 15);
     fx_stop(&f);
+}
+
+TEST(kaction_mock_partitions_shrink_and_fixed_topic_unknown) {
+    shrink_case("");
+    shrink_case(disk_mode()); /* the lost partitions' disk queues emptied too */
+    disk_mode_done();
 }
 
 /* a record above librdkafka's message.max.bytes fails as message_too_large
@@ -594,7 +642,7 @@ TEST(kaction_hybrid_spills_past_segment_bytes) {
     sleep_ms(300);
     enum { N = 200 };
     for (int i = 0; i < N; i++)
-        CHECK(send_one(f.k, &f.a, "k1", 100) == EC_OK);
+        CHECK(send_seq(f.k, &f.a, "k1", 2 + i) == EC_OK);
     kaction_metrics km;
     CHECK(wait_settled(f.k, &km));
     CHECK_INT(km.queuing, N - 1);
@@ -602,6 +650,10 @@ TEST(kaction_hybrid_spills_past_segment_bytes) {
     rd_kafka_mock_broker_set_up(f.m.mc, 1);
     CHECK(wait_replies(&f.r, 1 + N, 30000));
     CHECK_INT(replies_ok(&f.r), 1 + N);
+    int disorder = 0; /* in send order: RAM part first, then the disk part */
+    for (int i = 1; i < N; i++)
+        disorder += f.r.off[2 + i] <= f.r.off[1 + i];
+    CHECK_INT(disorder, 0);
     kaction_destroy(f.k, 1000);
     replies r2;
     memset(&r2, 0, sizeof r2);
