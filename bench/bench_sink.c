@@ -48,7 +48,7 @@ typedef struct bench_case {
     size_t value_len;
     const char *strategy;
     int n;
-    const char *buffer_dir; /* disk mode when set */
+    const char *buffer_dir; /* disk mode in this directory; "-": memory mode with the same limit */
 } bench_case;
 
 static void conn_and_action(const bench_case *c, arena *a, kconf_connector *conn, kconf_action *act) {
@@ -68,8 +68,10 @@ static void conn_and_action(const bench_case *c, arena *a, kconf_connector *conn
         conn->props.n++;
     }
     char buf[300] = "";
-    if (c->buffer_dir)
-        snprintf(buf, sizeof buf, ",\"buffer\":{\"mode\":\"disk\"}},\"buffer_dir\":\"%s\"", c->buffer_dir);
+    if (c->buffer_dir) /* the disk-vs-memory cases: a limit that drops nothing in either mode */
+        snprintf(buf, sizeof buf, ",\"buffer\":{\"mode\":\"%s\",\"per_partition_limit\":\"2GB\"}}%s%s%s",
+                 strcmp(c->buffer_dir, "-") ? "disk" : "memory", strcmp(c->buffer_dir, "-") ? ",\"buffer_dir\":\"" : "",
+                 strcmp(c->buffer_dir, "-") ? c->buffer_dir : "", strcmp(c->buffer_dir, "-") ? "\"" : "");
     snprintf(conf, sizeof conf,
              "{\"parameters\":{\"topic\":\"%s\",\"partition_strategy\":\"%s\",\"required_acks\":\"all_isr\","
              "\"message\":{\"key\":\"${clientid}\",\"value\":\"${payload}\"}%s}",
@@ -243,7 +245,7 @@ int main(void) {
     printf("%6s %12s %12s %7s\n", "value", "memory r/s", "disk r/s", "ratio");
     for (int v = 0; v < 2; v++) {
         bench_case mem = {real ? real : NULL, real ? real_topic : "bench-mock", v ? 1024 : 100, "key_dispatch", n,
-                          NULL};
+                          "-"};
         bench_case disk = mem;
         disk.buffer_dir = dir;
         double ms[5], ds[5];

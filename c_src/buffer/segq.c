@@ -52,6 +52,9 @@ struct segq {
     uint64_t r_seg, r_off; /* next record to hand out */
     int r_fd;              /* cached read descriptor of r_fd_seg */
     uint64_t r_fd_seg;
+    const uint8_t *rmap; /* r_fd_seg mapped for reading (no system call per record) */
+    size_t rmap_len;
+    const uint8_t *rdata; /* the record read last */
     uint8_t *rbuf;
     size_t rcap;
     uint64_t next_id, next_read_id;
@@ -514,8 +517,30 @@ static bool fl_push(segq *q, inflight f) {
     return true;
 }
 
+static void close_read(segq *q) {
+    if (q->rmap) munmap((void *)q->rmap, q->rmap_len);
+    q->rmap = NULL;
+    q->rmap_len = 0;
+    if (q->r_fd >= 0) close(q->r_fd);
+    q->r_fd = -1;
+}
+
+/* n bytes at off of the segment being read, from its mapping (mapped again
+ * when the file grew); NULL: read them with pread */
+static const uint8_t *rview(segq *q, uint64_t off, size_t n) {
+    if (q->rmap && off + n <= q->rmap_len) return q->rmap + off;
+    struct stat st;
+    if (fstat(q->r_fd, &st) != 0 || (uint64_t)st.st_size < off + n || st.st_size == 0) return NULL;
+    if (q->rmap) munmap((void *)q->rmap, q->rmap_len);
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, q->r_fd, 0);
+    q->rmap = m == MAP_FAILED ? NULL : m;
+    q->rmap_len = q->rmap ? (size_t)st.st_size : 0;
+    return q->rmap ? q->rmap + off : NULL;
+}
+
 /* reads the record at (*seg, *off), moving past segments that ended or are
- * gone; 1 with the record in q->rbuf, 0 at the end, -1 on an I/O error */
+ * gone; 1 with the record at q->rdata (valid until the next read), 0 at the
+ * end, -1 on an I/O error */
 static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_error *err) {
     for (;;) {
         int i = seg_index(q, *seg);
@@ -536,7 +561,7 @@ static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_erro
             continue;
         }
         if (q->r_fd < 0 || q->r_fd_seg != *seg) {
-            if (q->r_fd >= 0) close(q->r_fd);
+            close_read(q);
             char path[4096];
             seg_path(q, *seg, path, sizeof path);
             if ((q->r_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -545,14 +570,22 @@ static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_erro
             }
             q->r_fd_seg = *seg;
         }
-        uint8_t h[SEGQ_REC_HEADER];
-        uint32_t n;
-        if (!read_full(q->r_fd, h, sizeof h, *off) || (n = get32(h + 4)) > SEGQ_MAX_RECORD ||
-            !ensure_rbuf(q, n ? n : 1) || (n && !read_full(q->r_fd, q->rbuf, n, *off + sizeof h))) {
+        const uint8_t *h = rview(q, *off, SEGQ_REC_HEADER), *payload = NULL;
+        uint8_t hb[SEGQ_REC_HEADER];
+        uint32_t n = 0;
+        if (!h && read_full(q->r_fd, hb, sizeof hb, *off)) h = hb;
+        if (h && (n = get32(h + 4)) <= SEGQ_MAX_RECORD &&
+            *off + SEGQ_REC_HEADER + n <= q->segs[i].size)
+            payload = rview(q, *off + SEGQ_REC_HEADER, n);
+        if (h && !payload && n <= SEGQ_MAX_RECORD && ensure_rbuf(q, n ? n : 1) &&
+            (!n || read_full(q->r_fd, q->rbuf, n, *off + SEGQ_REC_HEADER)))
+            payload = q->rbuf;
+        if (!payload) {
             ec_fail(err, EC_EINVAL, "cannot read segment %llu in %s", (unsigned long long)*seg,
                     q->dir);
             return -1;
         }
+        q->rdata = payload;
         *len = n;
         return 1;
     }
@@ -568,7 +601,7 @@ int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error 
         return -1;
     }
     q->r_off = end;
-    *data = q->rbuf;
+    *data = q->rdata;
     *len = n;
     *id = q->next_read_id++;
     return 1;
@@ -580,7 +613,7 @@ int segq_scan(segq *q, void (*fn)(void *ctx, const void *data, uint32_t len), vo
     uint32_t n;
     int r;
     while ((r = read_at(q, &seg, &off, &n, err)) == 1) {
-        fn(ctx, q->rbuf, n);
+        fn(ctx, q->rdata, n);
         off += SEGQ_REC_HEADER + n;
     }
     return r;
@@ -590,10 +623,7 @@ static void delete_seg(segq *q, uint32_t i) {
     char path[4096];
     seg_path(q, q->segs[i].num, path, sizeof path);
     unlink(path);
-    if (q->r_fd >= 0 && q->r_fd_seg == q->segs[i].num) {
-        close(q->r_fd);
-        q->r_fd = -1;
-    }
+    if (q->r_fd >= 0 && q->r_fd_seg == q->segs[i].num) close_read(q);
     memmove(&q->segs[i], &q->segs[i + 1], sizeof *q->segs * (q->nsegs - i - 1));
     q->nsegs--;
 }
@@ -702,7 +732,7 @@ void segq_close(segq *q) {
     ec_error err;
     if (q->commit_fd >= 0) segq_sync(q, &err);
     close_tail(q);
-    if (q->r_fd >= 0) close(q->r_fd);
+    close_read(q);
     if (q->commit_fd >= 0) close(q->commit_fd);
     free(q->segs);
     free(q->rbuf);

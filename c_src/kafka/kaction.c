@@ -28,6 +28,8 @@
 #define PUMP_BATCH             512 /* records handed to librdkafka per lock release */
 #define DISK_FSYNC_MS          200 /* disk mode: appends made durable at least this often */
 #define DQ_NONE                UINT64_MAX
+#define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
+#define CACHE_MAX              (8u << 20)  /* bytes of written records kept in RAM per action */
 
 typedef struct ktopic ktopic;
 
@@ -78,6 +80,8 @@ struct kqueue {
     uint64_t dq_n;       /* records on disk not handed out (peek not counted) */
     uint64_t replay_end; /* ids below it were read back at start */
     krec *peek;          /* the oldest record on disk, read ahead */
+    krec *ch, *ct;       /* cached: RAM copies of the next records on disk to read, */
+    uint64_t cfirst, cn; /* ids cfirst.. (no reading back, no decoding) */
     tokrun *toks;        /* tokens of records on disk, by id */
     size_t tok_head, tok_n, tok_cap;
     /* written by the delivery thread too: a cache line of its own */
@@ -141,6 +145,7 @@ struct kaction {
     pthread_mutex_t dmu;    /* guards every queue's dq (the pump and acknowledgements) */
     uint8_t *enc;           /* a record's disk form (the pump's) */
     size_t enc_cap;
+    uint64_t cache_bytes; /* of every queue's cached records (the pump's) */
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;
     _Atomic int32_t forced_count; /* tests: what metadata answers (INT32_MIN: ask Kafka) */
@@ -527,16 +532,8 @@ static void *tok_take(kqueue *q, uint64_t id) {
     return NULL;
 }
 
-/* remembers the token of the record `id` just written to q's disk part */
-static bool tok_put(kqueue *q, uint64_t id, void *token) {
-    if (!token) return true;
-    if (q->tok_n) {
-        tokrun *t = &q->toks[q->tok_head + q->tok_n - 1];
-        if (t->token == token && t->first + t->n == id) { /* same rule: one run */
-            t->n++;
-            return true;
-        }
-    }
+/* room for one more token run (so tok_put cannot fail) */
+static bool tok_reserve(kqueue *q) {
     if (q->tok_head + q->tok_n == q->tok_cap) {
         if (q->tok_head) { /* slide down */
             memmove(q->toks, q->toks + q->tok_head, q->tok_n * sizeof *q->toks);
@@ -550,8 +547,21 @@ static bool tok_put(kqueue *q, uint64_t id, void *token) {
             q->tok_cap = cap;
         }
     }
-    q->toks[q->tok_head + q->tok_n++] = (tokrun){id, 1, token};
     return true;
+}
+
+/* remembers the token of the record `id` just written to q's disk part
+ * (after tok_reserve) */
+static void tok_put(kqueue *q, uint64_t id, void *token) {
+    if (!token) return;
+    if (q->tok_n) {
+        tokrun *t = &q->toks[q->tok_head + q->tok_n - 1];
+        if (t->token == token && t->first + t->n == id) { /* same rule: one run */
+            t->n++;
+            return;
+        }
+    }
+    q->toks[q->tok_head + q->tok_n++] = (tokrun){id, 1, token};
 }
 
 /* -- sending -- */
@@ -661,8 +671,23 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         stage_push(q, r);
         atomic_fetch_add(&k->m.queuing, 1);
         atomic_fetch_add(&k->m.queuing_bytes, r->est);
+        /* senders outrunning the disk writer: RAM stays bounded, the oldest
+         * records not written yet go (the older ones on disk cannot be
+         * reached from here) */
+        uint64_t cap = k->per_partition_limit > STAGE_MAX ? k->per_partition_limit : STAGE_MAX;
+        while (q->stage_bytes > cap && q->stage != r) {
+            krec *o = q->stage;
+            q->stage = o->next;
+            q->stage_bytes -= o->est;
+            q->bytes -= o->est;
+            atomic_fetch_sub(&k->m.queuing, 1);
+            atomic_fetch_sub(&k->m.queuing_bytes, o->est);
+            o->next = dropped;
+            dropped = o;
+        }
         wake_pump(k);
         pthread_mutex_unlock(&k->mu);
+        answer_dropped(k, dropped);
         arena_reset(a);
         return EC_OK;
     }
@@ -780,6 +805,15 @@ static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
             return NULL;
         }
         q->dq_n--;
+        if (q->cn && id == q->cfirst) { /* its RAM copy */
+            krec *r = q->ch;
+            q->ch = r->next;
+            q->cfirst++;
+            if (!--q->cn) q->ct = NULL;
+            k->cache_bytes -= r->est;
+            q->peek = r;
+            break;
+        }
         void *tok = tok_take(q, id);
         drec dr;
         bool ok = decode(d, n, &dr);
@@ -890,12 +924,9 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
     bool direct = !st && !ahead && !q->peek && !q->dq_n && usable(t, q) && *nb < PUMP_BATCH &&
                   window_room(k, q, r->est);
     uint64_t id = 0;
+    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
     if (!st)
         st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
-    if (!st && !direct && !tok_put(q, id, r->token)) { /* cannot remember the reply */
-        segq_ack(q->dq, id, &err);
-        st = ec_fail(&err, EC_ENOMEM, "out of memory");
-    }
     if (st) { /* a full disk: this record fails */
         pthread_mutex_lock(&k->mu);
         q->bytes -= r->est;
@@ -917,9 +948,26 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
         pthread_mutex_unlock(&k->mu);
         return;
     }
+    /* kept in RAM too while it is the next to read (nothing unread on disk
+     * before it but cached records) and the cache has room: read back
+     * without reading or decoding */
+    bool next = q->cn ? q->cfirst + q->cn == id && q->dq_n == q->cn : !q->dq_n;
     q->dq_n++;
     *cur += r->est;
-    free(r);
+    if (next && k->cache_bytes + r->est <= CACHE_MAX) {
+        r->dq_id = id;
+        r->q = q;
+        r->next = NULL;
+        if (q->cn++)
+            q->ct->next = r;
+        else
+            q->ch = r, q->cfirst = id;
+        q->ct = r;
+        k->cache_bytes += r->est;
+    } else {
+        tok_put(q, id, r->token);
+        free(r);
+    }
     disk_limit(k, t, q, cur, &out->dropped);
 }
 
@@ -1019,6 +1067,7 @@ static void drain_all(kaction *k, kqueue *q, krec **out) {
  * sending) and leaves the answer for the pump to apply. */
 static void *meta_main(void *arg) {
     kaction *k = arg;
+    pthread_setname_np(pthread_self(), "ec_meta");
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
         ktopic *t = k->topics;
@@ -1119,6 +1168,7 @@ static int hand_off_batch(kaction *k, krec **batch, int nb, krec **keep, ktopic 
         for (int j = 0; j < nblocked && !held; j++)
             held = blocked[j] == r->q;
         ec_error herr;
+        uint32_t est = r->est; /* once handed off, r may be delivered and freed at once */
         ec_status st = held ? EC_ELIMIT : hand_off(k, r, &herr);
         if (st == EC_ELIMIT || st == EC_ESTATE) {
             keep[nk++] = r;
@@ -1131,7 +1181,7 @@ static int hand_off_batch(kaction *k, krec **batch, int nb, krec **keep, ktopic 
             continue;
         }
         atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        atomic_fetch_sub(&k->m.queuing_bytes, est);
         if (st != EC_OK) { /* refused for good (e.g. message_too_large) */
             window_give(r);
             atomic_fetch_add(&k->m.failed, 1);
@@ -1173,6 +1223,7 @@ static void disk_work(kaction *k, int64_t now, krec **batch, int *nb) {
 
 static void *pump_main(void *arg) {
     kaction *k = arg;
+    pthread_setname_np(pthread_self(), "ec_pump");
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
         int64_t now = now_ms();
@@ -1422,6 +1473,8 @@ static void free_action(kaction *k) {
             kqueue *q = i < 0 ? &t->pending : t->parts[i];
             segq_close(q->dq);
             free(q->peek);
+            for (krec *r = q->ch, *n; r; r = n)
+                n = r->next, free(r);
             free(q->toks);
             if (i >= 0) free(q);
         }
@@ -1598,6 +1651,13 @@ void kaction_destroy(kaction *k, int flush_ms) {
                 rest = q->peek;
                 q->peek = NULL;
             }
+            for (krec *r = q->ch, *n; r; r = n) { /* on disk too: kept for the next start */
+                n = r->next;
+                r->next = rest;
+                rest = r;
+            }
+            q->ch = q->ct = NULL;
+            q->cn = 0;
             for (size_t j = 0; j < q->tok_n; j++) { /* records on disk: their callers */
                 tokrun *tr = &q->toks[q->tok_head + j];
                 for (uint64_t c = 0; c < tr->n; c++)
