@@ -569,36 +569,46 @@ static bool wait_settled(kaction *k, kaction_metrics *km) {
     return false;
 }
 
+/* A one-partition topic and an action with `buffer` (the members of its
+ * "buffer" object) in a fresh buffer directory (p0 gets its p0/), key_dispatch
+ * and a window of one 100-byte record; one record delivered, then the broker
+ * goes down. disk_mode_done() removes the directory. */
+static void outage_params(char *out, size_t n, const char *buffer) {
+    snprintf(out, n,
+             ",\"partition_strategy\":\"key_dispatch\",\"max_inflight\":1,\"max_batch_bytes\":%llu,"
+             "\"buffer\":{%s}",
+             (unsigned long long)kaction_estimate_size(2, 100, NULL, 0), buffer);
+}
+
+static bool outage_start(fixture *f, const char *buffer, char *p0, size_t n) {
+    snprintf(fx_buffer_dir, sizeof fx_buffer_dir, "/tmp/ec-kbuf-XXXXXX");
+    if (!mkdtemp(fx_buffer_dir)) return false;
+    snprintf(p0, n, "%s/p0", fx_buffer_dir);
+    char extra[300];
+    outage_params(extra, sizeof extra, buffer);
+    if (!fx_start(f, 1, "t", 1, "", extra)) return false;
+    rd_kafka_mock_broker_set_down(f->m.mc, 1);
+    sleep_ms(300);
+    return true;
+}
+
 /* Disk mode, the partition's leader down with one record stuck in flight:
  * every later record is written to p0/, the limit drops the oldest on disk
  * (exact count), and segments whose records were all dropped are deleted
  * although the stuck record holds the commit marker; when the broker comes
  * back the stuck record and those kept are delivered. */
 TEST(kaction_disk_outage_drops_exactly_and_keeps_disk_bounded) {
-    snprintf(fx_buffer_dir, sizeof fx_buffer_dir, "/tmp/ec-kdisk-XXXXXX");
-    REQUIRE(mkdtemp(fx_buffer_dir));
-    char dir[64], p0[96];
-    snprintf(dir, sizeof dir, "%s", fx_buffer_dir);
-    snprintf(p0, sizeof p0, "%s/p0", dir);
-    uint64_t e = kaction_estimate_size(2, 100, NULL, 0);
-    char extra[300];
-    snprintf(extra, sizeof extra,
-             ",\"partition_strategy\":\"key_dispatch\",\"max_inflight\":1,\"max_batch_bytes\":%llu,"
-             "\"buffer\":{\"mode\":\"disk\",\"segment_bytes\":\"4KB\",\"per_partition_limit\":"
-             "\"10KB\"}",
-             (unsigned long long)e);
     fixture f;
-    bool up = fx_start(&f, 1, "t", 1, "", extra);
-    fx_buffer_dir[0] = 0;
-    REQUIRE(up);
-    rd_kafka_mock_broker_set_down(f.m.mc, 1);
-    sleep_ms(300);
+    char p0[96];
+    REQUIRE(outage_start(
+        &f, "\"mode\":\"disk\",\"segment_bytes\":\"4KB\",\"per_partition_limit\":\"10KB\"", p0,
+        sizeof p0));
     enum { N = 3000 };
     for (int i = 0; i < N; i++)
         CHECK(send_one(f.k, &f.a, "k1", 100) == EC_OK);
     kaction_metrics km;
     CHECK(wait_settled(f.k, &km));
-    uint64_t kept = 10240 / e; /* what the limit holds */
+    uint64_t kept = 10240 / kaction_estimate_size(2, 100, NULL, 0); /* what the limit holds */
     CHECK_INT(km.inflight, 1);
     CHECK_INT(km.queuing, kept);
     CHECK_INT(km.dropped_queue_full, N - 1 - kept);
@@ -614,32 +624,18 @@ TEST(kaction_disk_outage_drops_exactly_and_keeps_disk_bounded) {
     CHECK_INT(km.queuing, 0);
     CHECK_INT(seg_files(p0), 1); /* the tail */
     fx_stop(&f);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    disk_mode_done();
 }
 
 /* Hybrid mode: RAM until the RAM part holds segment_bytes, then segment
- * files; everything is delivered once the broker is back, and a restart
- * starts empty (hybrid promises nothing across restarts). */
+ * files; everything is delivered in send order once the broker is back, and
+ * a restart starts empty (hybrid promises nothing across restarts). */
 TEST(kaction_hybrid_spills_past_segment_bytes) {
-    snprintf(fx_buffer_dir, sizeof fx_buffer_dir, "/tmp/ec-khyb-XXXXXX");
-    REQUIRE(mkdtemp(fx_buffer_dir));
-    char dir[64], p0[96];
-    snprintf(dir, sizeof dir, "%s", fx_buffer_dir);
-    snprintf(p0, sizeof p0, "%s/p0", dir);
-    uint64_t e = kaction_estimate_size(2, 100, NULL, 0);
-    char extra[300];
-    snprintf(extra, sizeof extra,
-             ",\"partition_strategy\":\"key_dispatch\",\"max_inflight\":1,\"max_batch_bytes\":%llu,"
-             "\"buffer\":{\"mode\":\"hybrid\",\"segment_bytes\":\"4KB\"}",
-             (unsigned long long)e);
     fixture f;
-    bool up = fx_start(&f, 1, "t", 1, "", extra);
-    REQUIRE(up);
+    char p0[96];
+    const char *buffer = "\"mode\":\"hybrid\",\"segment_bytes\":\"4KB\"";
+    REQUIRE(outage_start(&f, buffer, p0, sizeof p0));
     CHECK_INT(seg_files(p0), 0); /* nothing spilled yet */
-    rd_kafka_mock_broker_set_down(f.m.mc, 1);
-    sleep_ms(300);
     enum { N = 200 };
     for (int i = 0; i < N; i++)
         CHECK(send_seq(f.k, &f.a, "k1", 2 + i) == EC_OK);
@@ -658,15 +654,14 @@ TEST(kaction_hybrid_spills_past_segment_bytes) {
     replies r2;
     memset(&r2, 0, sizeof r2);
     pthread_mutex_init(&r2.mu, NULL);
+    char extra[300];
+    outage_params(extra, sizeof extra, buffer);
     f.k = action_on(&f.m, "t", "", extra, &r2, &f.a);
-    fx_buffer_dir[0] = 0;
     REQUIRE(f.k);
     kaction_get_metrics(f.k, &km);
     CHECK_INT(km.queuing, 0);
     CHECK_INT(km.replayed, 0);
     CHECK_INT(seg_files(p0), 0);
     fx_stop(&f);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    disk_mode_done();
 }
