@@ -550,11 +550,18 @@ probe_action(Body) ->
                 {error, M} -> reply(400, error_body(<<"BAD_REQUEST">>, M));
                 {ok, Conf} ->
                     probe(fun() ->
-                                  {ok, A} = ?NIF:action_new(?C:runtime_conf(Conn), Conf),
+                                  {ok, A} = ?NIF:action_new(?C:runtime_conf(Conn), probe_conf(Conf)),
                                   try ?NIF:action_health(A) after ?NIF:action_destroy(A) end
                           end, Conn)
             end
     end.
+
+%% a probe checks the connection and the topic only: its buffer stays in memory
+%% (a disk buffer's directory may belong to the running action of that name)
+probe_conf(#{<<"parameters">> := #{<<"buffer">> := B} = P} = Conf) ->
+    Conf#{<<"parameters">> := P#{<<"buffer">> := B#{<<"mode">> => <<"memory">>}}};
+probe_conf(Conf) ->
+    Conf.
 
 %% runs the check in its own process (the producer dies with it), bounded
 probe(Fun, Conf) ->

@@ -319,6 +319,10 @@ t_probes(_) ->
     Act = fun(T) -> #{<<"type">> => <<"confluent_producer">>, <<"connector">> => <<"probe1">>,
                       <<"parameters">> => #{<<"topic">> => T}} end,
     ?assertMatch({204, _}, call(post, "/actions_probe", Act(Topic))),
+    %% a disk-mode action is probed without a buffer directory of its own
+    DiskAct = (Act(Topic))#{<<"parameters">> => #{<<"topic">> => Topic,
+                                                  <<"buffer">> => #{<<"mode">> => <<"disk">>}}},
+    ?assertMatch({204, _}, call(post, "/actions_probe", DiskAct)),
     Missing = <<"no-such-topic-", (integer_to_binary(erlang:unique_integer([positive])))/binary>>,
     ?assertMatch({400, #{<<"code">> := <<"TEST_FAILED">>, <<"message">> := <<"Unknown topic or partition: ", _/binary>>}},
                  call(post, "/actions_probe", Act(Missing))),

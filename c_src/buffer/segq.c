@@ -55,6 +55,7 @@ struct segq {
     const uint8_t *rmap; /* r_fd_seg mapped for reading (no system call per record) */
     size_t rmap_len;
     const uint8_t *rdata; /* the record read last */
+    uint64_t rdrop;       /* rmap's pages below this were given back */
     uint8_t *rbuf;
     size_t rcap;
     uint64_t next_id, next_read_id;
@@ -521,6 +522,7 @@ static void close_read(segq *q) {
     if (q->rmap) munmap((void *)q->rmap, q->rmap_len);
     q->rmap = NULL;
     q->rmap_len = 0;
+    q->rdrop = 0;
     if (q->r_fd >= 0) close(q->r_fd);
     q->r_fd = -1;
 }
@@ -586,6 +588,14 @@ static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_erro
             return -1;
         }
         q->rdata = payload;
+        /* pages read past leave this process's resident set (they stay in
+         * the page cache): RAM stays flat however far the reader goes */
+        uint64_t page = 1u << 20;
+        if (q->rmap && *off >= q->rdrop + page) {
+            uint64_t to = *off & ~(page - 1);
+            madvise((void *)(q->rmap + q->rdrop), to - q->rdrop, MADV_DONTNEED);
+            q->rdrop = to;
+        }
         *len = n;
         return 1;
     }
