@@ -1,157 +1,16 @@
-/* kaction.c - the producer action runtime; see kaction.h.
- *
- * Locking: one mutex per action guards the topic list and every queue; it is
- * held only for list operations (never across librdkafka network calls). The
- * pump thread takes records from the queues and hands them to librdkafka;
- * librdkafka's poll thread (kprod) delivers reports to on_delivery. */
-#include "kaction.h"
-
-#include <dirent.h>
-#include <errno.h>
-#include <pthread.h>
+/* kaction.c - the producer action runtime; see kaction.h. Rendering and
+ * sending, the RAM queues, the pump thread (hands records to librdkafka),
+ * the metadata thread, delivery reports (librdkafka's poll thread, kprod),
+ * life cycle. The disk part of the queues is kdisk.c; locking in
+ * kaction_priv.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "../buffer/segq.h"
-#include "../sink/kheaders.h"
-#include "../sink/tmpl.h"
-#include "kprod.h"
+#include "kaction_priv.h"
 
-#define KACTION_MAX_TOPICS     10000 /* distinct dynamic topics per action */
-#define UNKNOWN_TOPIC_RETRY_MS 30000 /* EMQX caches "unknown topic" for 30 s */
-#define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
-#define PUMP_IDLE_WAIT_MS      100
-#define PUMP_BATCH             512 /* records handed to librdkafka per lock release */
-#define DISK_FSYNC_MS          200 /* disk mode: appends made durable at least this often */
-#define DQ_NONE                UINT64_MAX
-#define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
-#define CACHE_MAX              (8u << 20)  /* bytes of written records kept in RAM per action */
-
-typedef struct ktopic ktopic;
-
-enum { META_IDLE, META_ASKED, META_DONE };
-
-typedef struct kqueue kqueue;
-
-typedef struct krec {
-    struct krec *next;
-    ktopic *topic;
-    kqueue *q; /* the partition queue whose window the record is in flight in */
-    void *token;
-    int32_t partition;
-    uint32_t est;
-    int64_t ts;
-    int64_t born_ms; /* max_batch_age set: when the record was buffered (else 0) */
-    char *key, *val;
-    uint32_t klen, vlen, nh;
-    kprod_header *hdrs;
-    uint64_t dq_id; /* disk mode: the record's id in the segment queue (DQ_NONE: none) */
-    bool replayed;  /* read back from disk at start: no `success` (sink-behaviour.md §6.1) */
-    char data[];
-} krec;
-
-typedef struct tokrun { /* n records from id `first` on carry the same token */
-    uint64_t first, n;
-    void *token;
-} tokrun;
-
-/* Buffered records of one partition (or of a topic whose partition count is
- * not known yet) and its in-flight window. Under k->mu: the RAM list, the
- * staged list and `bytes`. In disk and hybrid mode records reach the disk
- * part through the staged list: senders never do file I/O; the pump appends
- * them. The disk part (dq, dq_n, peek, toks) is the pump's alone, except
- * acknowledgements (k->dmu). Order: RAM list, then disk (peek first), then
- * staged. The window counters are atomics: delivery reports release them
- * without the lock; they only grow under it. A kqueue never moves or goes
- * away before the action (records in flight point at it). */
-struct kqueue {
-    krec *head, *tail;
-    uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
-    uint64_t ram_bytes; /* of head..tail */
-    krec *stage, *stage_tail;
-    uint64_t stage_bytes;
-    bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
-    int32_t index; /* partition; -1: the topic's pending queue */
-    segq *dq;
-    uint64_t dq_n;       /* records on disk not handed out (peek not counted) */
-    uint64_t replay_end; /* ids below it were read back at start */
-    krec *peek;          /* the oldest record on disk, read ahead */
-    krec *ch, *ct;       /* cached: RAM copies of the next records on disk to read, */
-    uint64_t cfirst, cn; /* ids cfirst.. (no reading back, no decoding) */
-    tokrun *toks;        /* tokens of records on disk, by id */
-    size_t tok_head, tok_n, tok_cap;
-    /* written by the delivery thread too: a cache line of its own */
-    _Alignas(64) _Atomic uint64_t inflight_bytes;
-    _Atomic uint32_t inflight;
-};
-
-struct ktopic {
-    ktopic *next;
-    char *name;
-    size_t name_len;
-    int32_t count;           /* partitions in use: -1 unknown yet, 0 unknown topic */
-    int64_t next_refresh_ms; /* when to ask metadata again */
-    int meta;                /* (k->mu) META_IDLE, META_ASKED (the metadata thread's), META_DONE */
-    int32_t meta_n;          /* META_DONE: the answer */
-    kqueue pending;          /* records waiting for the partition count */
-    kqueue **parts;
-    int32_t cap;
-};
-
-/* Grouped by the thread that writes them, one cache line per group, so the
- * senders and librdkafka's delivery thread do not bounce each other's lines. */
-typedef struct kmetrics {
-    _Alignas(64) _Atomic uint64_t matched, failed, dropped, dropped_queue_full,
-        dropped_resource_stopped, dropped_expired;
-    _Atomic int64_t queuing, queuing_bytes;
-    _Alignas(64) _Atomic int64_t inflight;
-    _Alignas(64) _Atomic uint64_t success;
-} kmetrics;
-
-struct kaction {
-    kprod *p;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t pump, meta;
-    pthread_cond_t meta_cv; /* wakes the metadata thread */
-    bool meta_started;
-    bool stop;
-    _Atomic bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
-    ktopic *topics;
-    uint32_t ntopics;
-    tmpl *topic_t, *key_t, *val_t, *ts_t;
-    kh_spec *hdrs;
-    bool fixed_topic;
-    ktopic *fixed; /* the fixed topic's entry (set at start, never freed before the action) */
-    part_strategy strategy;
-    int32_t partitions_limit;
-    uint64_t per_partition_limit, window, refresh_ms, sync_timeout_ms;
-    int64_t max_age_ms; /* max_batch_age; 0 = records never expire */
-    bool sync;
-    bool overload_protection; /* memory_overload_protection (memory buffer) */
-    _Atomic bool high_mem;    /* host above the memory high watermark (sampled by the pump) */
-    int64_t next_mem_check_ms;
-    int metadata_timeout_ms;
-    kmetrics m;
-    kaction_reply_fn reply;
-    void *reply_ctx;
-    kconf_buffer_mode mode; /* hybrid without a directory: memory */
-    char *dir;              /* disk and hybrid: the action's buffer directory */
-    uint64_t seg_bytes;     /* segment_bytes; hybrid: the RAM part's size */
-    pthread_mutex_t dmu;    /* guards every queue's dq (the pump and acknowledgements) */
-    uint8_t *enc;           /* a record's disk form (the pump's) */
-    size_t enc_cap;
-    uint64_t cache_bytes; /* of every queue's cached records (the pump's) */
-    _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
-    uint64_t replayed, skipped_bytes;
-    _Atomic int32_t forced_count; /* tests: what metadata answers (INT32_MIN: ask Kafka) */
-};
-
-static int64_t now_ms(void) {
+int64_t ka_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -187,144 +46,6 @@ static void finish(kaction *k, krec *r, const char *error, int32_t partition, in
     free(r);
 }
 
-/* -- records on disk: key, value, headers, timestamp (and when it was
- * buffered, for max_batch_age), integers little-endian:
- *   u32 key_len, u32 value_len, u32 n_headers (bit 31: born follows; bit 30:
- *   replayed),
- *   i64 timestamp, [i64 born_ms], key, value, {u32 klen, u32 vlen, k, v}* -- */
-
-#define REC_BORN     0x80000000u
-#define REC_REPLAYED 0x40000000u /* read back after a restart: no `success` */
-
-static void wr32(uint8_t **p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        *(*p)++ = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t rd32(const uint8_t **p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t) * (*p)++ << (8 * i);
-    return v;
-}
-
-static void wr64(uint8_t **p, int64_t v) {
-    wr32(p, (uint32_t)v);
-    wr32(p, (uint32_t)((uint64_t)v >> 32));
-}
-
-static int64_t rd64(const uint8_t **p) {
-    uint64_t v = rd32(p);
-    return (int64_t)(v | (uint64_t)rd32(p) << 32);
-}
-
-/* r in its disk form, in the action's buffer (the pump's, or destroy's once
- * the pump stopped; no allocation per record) */
-static const uint8_t *encode(kaction *k, const krec *r, uint32_t *len) {
-    size_t n = 20 + (r->born_ms ? 8 : 0) + r->klen + r->vlen;
-    for (uint32_t i = 0; i < r->nh; i++)
-        n += 8 + r->hdrs[i].key_len + r->hdrs[i].val_len;
-    if (n > SEGQ_MAX_RECORD) return NULL;
-    if (n > k->enc_cap) {
-        uint8_t *nb = realloc(k->enc, n);
-        if (!nb) return NULL;
-        k->enc = nb;
-        k->enc_cap = n;
-    }
-    uint8_t *p = k->enc;
-    wr32(&p, r->klen);
-    wr32(&p, r->vlen);
-    wr32(&p, r->nh | (r->born_ms ? REC_BORN : 0) | (r->replayed ? REC_REPLAYED : 0));
-    wr64(&p, r->ts);
-    if (r->born_ms) wr64(&p, r->born_ms);
-    memcpy(p, r->key, r->klen), p += r->klen;
-    memcpy(p, r->val, r->vlen), p += r->vlen;
-    for (uint32_t i = 0; i < r->nh; i++) {
-        wr32(&p, (uint32_t)r->hdrs[i].key_len);
-        wr32(&p, (uint32_t)r->hdrs[i].val_len);
-        memcpy(p, r->hdrs[i].key, r->hdrs[i].key_len), p += r->hdrs[i].key_len;
-        memcpy(p, r->hdrs[i].val, r->hdrs[i].val_len), p += r->hdrs[i].val_len;
-    }
-    *len = (uint32_t)n;
-    return k->enc;
-}
-
-/* A record's disk form, checked: its parts point into the bytes. */
-typedef struct drec {
-    const uint8_t *key, *val, *hdrs; /* hdrs: the encoded header list */
-    uint32_t klen, vlen, nh, hbytes;
-    int64_t ts, born_ms;
-    uint32_t est;
-    bool replayed;
-} drec;
-
-static bool decode(const uint8_t *b, uint32_t n, drec *d) {
-    const uint8_t *p = b, *end = b + n;
-    if (n < 20) return false;
-    d->klen = rd32(&p);
-    d->vlen = rd32(&p);
-    uint32_t nh = rd32(&p);
-    d->ts = rd64(&p);
-    d->born_ms = 0;
-    if (nh & REC_BORN) {
-        if (end - p < 8) return false;
-        d->born_ms = rd64(&p);
-    }
-    d->replayed = nh & REC_REPLAYED;
-    d->nh = nh & ~(REC_BORN | REC_REPLAYED);
-    if (d->nh > 256 || (uint64_t)d->klen + d->vlen > (uint64_t)(end - p)) return false;
-    d->key = p;
-    d->val = p + d->klen;
-    p += d->klen + d->vlen;
-    d->hdrs = p;
-    size_t hl[2 * 256];
-    for (uint32_t i = 0; i < d->nh; i++) {
-        if (end - p < 8) return false;
-        uint32_t kl = rd32(&p), vl = rd32(&p);
-        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return false;
-        p += kl + vl;
-        hl[2 * i] = kl;
-        hl[2 * i + 1] = vl;
-    }
-    d->hbytes = (uint32_t)(p - d->hdrs);
-    d->est = (uint32_t)kaction_estimate_size(d->klen, d->vlen, hl, d->nh);
-    return true;
-}
-
-/* a record read back from disk (NULL: out of memory) */
-static krec *unpersist(const drec *d) {
-    size_t hdata = d->hbytes - 8 * (size_t)d->nh;
-    krec *r = malloc(sizeof *r + d->nh * sizeof(kprod_header) + d->klen + d->vlen + hdata);
-    if (!r) return NULL;
-    char *o = r->data;
-    r->hdrs = (kprod_header *)o;
-    o += d->nh * sizeof(kprod_header);
-    r->key = o;
-    memcpy(o, d->key, d->klen), o += d->klen;
-    r->val = o;
-    memcpy(o, d->val, d->vlen), o += d->vlen;
-    const uint8_t *p = d->hdrs;
-    for (uint32_t i = 0; i < d->nh; i++) {
-        uint32_t kl = rd32(&p), vl = rd32(&p);
-        r->hdrs[i].key = o;
-        r->hdrs[i].key_len = kl;
-        memcpy(o, p, kl), o += kl, p += kl;
-        r->hdrs[i].val = o;
-        r->hdrs[i].val_len = vl;
-        memcpy(o, p, vl), o += vl, p += vl;
-    }
-    r->klen = d->klen;
-    r->vlen = d->vlen;
-    r->nh = d->nh;
-    r->ts = d->ts;
-    r->born_ms = d->born_ms;
-    r->est = d->est;
-    r->token = NULL;
-    r->replayed = d->replayed;
-    r->dq_id = DQ_NONE;
-    return r;
-}
-
 /* -- queues (caller holds k->mu) -- */
 
 static void q_push(kqueue *q, krec *r) {
@@ -338,7 +59,7 @@ static void q_push(kqueue *q, krec *r) {
     q->ram_bytes += r->est;
 }
 
-static krec *q_pop(kqueue *q) {
+krec *ka_q_pop(kqueue *q) {
     krec *r = q->head;
     if (!r) return NULL;
     q->head = r->next;
@@ -351,7 +72,7 @@ static krec *q_pop(kqueue *q) {
 /* Takes q's oldest record out of the buffer for good (dropped, expired,
  * failed) onto the chain *out, to be answered outside the lock. */
 static void q_take(kaction *k, kqueue *q, krec **out) {
-    krec *r = q_pop(q);
+    krec *r = ka_q_pop(q);
     atomic_fetch_sub(&k->m.queuing, 1);
     atomic_fetch_sub(&k->m.queuing_bytes, r->est);
     r->next = *out;
@@ -360,8 +81,8 @@ static void q_take(kaction *k, kqueue *q, krec **out) {
 
 /* Answers a chain of records taken out of the buffers (no lock held), each
  * counted in c1 and, when not NULL, c2. */
-static void answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,
-                       _Atomic uint64_t *c2) {
+void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,
+                   _Atomic uint64_t *c2) {
     while (list) {
         krec *n = list->next;
         atomic_fetch_add(c1, 1);
@@ -417,11 +138,11 @@ static int high_watermark_pct(void) {
 }
 
 /* Answers records evicted by the buffer limit (outside the lock). */
-static void answer_dropped(kaction *k, krec *list) {
-    answer_all(k, list, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
+void ka_answer_dropped(kaction *k, krec *list) {
+    ka_answer_all(k, list, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
 }
 
-static int32_t pick(kaction *k, const krec *r, int32_t count) {
+int32_t ka_pick(kaction *k, const krec *r, int32_t count) {
     return part_pick(k->strategy, r->key, r->klen, count);
 }
 
@@ -433,7 +154,7 @@ static void *zalloc64(size_t n) {
     return p;
 }
 
-static bool grow_parts(ktopic *t, int32_t count) {
+bool ka_grow_parts(ktopic *t, int32_t count) {
     if (count <= t->cap) return true;
     kqueue **np = realloc(t->parts, sizeof *np * (size_t)count);
     if (!np) return false;
@@ -447,11 +168,11 @@ static bool grow_parts(ktopic *t, int32_t count) {
 
 /* room in q's window for est more bytes (max_inflight x max_batch_bytes;
  * one record always fits an empty window) */
-static bool window_room(const kaction *k, kqueue *q, uint32_t est) {
+bool ka_window_room(const kaction *k, kqueue *q, uint32_t est) {
     return atomic_load(&q->inflight) == 0 || atomic_load(&q->inflight_bytes) + est <= k->window;
 }
 
-static void window_take(kqueue *q, krec *r) {
+void ka_window_take(kqueue *q, krec *r) {
     r->q = q;
     atomic_fetch_add(&q->inflight, 1);
     atomic_fetch_add(&q->inflight_bytes, r->est);
@@ -510,58 +231,6 @@ static bool to_disk(const kaction *k, const ktopic *t, const kqueue *q, uint32_t
     if (k->mode != KCONF_BUF_HYBRID) return false;
     return q->spilled || q->stage || q->ram_bytes + est > k->seg_bytes ||
            (q != &t->pending && t->pending.bytes);
-}
-
-/* the token of the record `id` of q's disk part (NULL: none, e.g. replayed);
- * ids are taken in order, each once */
-static void *tok_take(kqueue *q, uint64_t id) {
-    while (q->tok_n) {
-        tokrun *h = &q->toks[q->tok_head];
-        if (id < h->first) return NULL;
-        if (id - h->first >= h->n) { /* behind us (cannot happen: ids come in order) */
-            q->tok_head++, q->tok_n--;
-            continue;
-        }
-        void *tok = h->token;
-        h->n -= id - h->first + 1;
-        h->first = id + 1;
-        if (!h->n) q->tok_head++, q->tok_n--;
-        if (!q->tok_n) q->tok_head = 0;
-        return tok;
-    }
-    return NULL;
-}
-
-/* room for one more token run (so tok_put cannot fail) */
-static bool tok_reserve(kqueue *q) {
-    if (q->tok_head + q->tok_n == q->tok_cap) {
-        if (q->tok_head) { /* slide down */
-            memmove(q->toks, q->toks + q->tok_head, q->tok_n * sizeof *q->toks);
-            q->tok_head = 0;
-        }
-        if (q->tok_n == q->tok_cap) {
-            size_t cap = q->tok_cap ? 2 * q->tok_cap : 16;
-            tokrun *n = realloc(q->toks, cap * sizeof *n);
-            if (!n) return false;
-            q->toks = n;
-            q->tok_cap = cap;
-        }
-    }
-    return true;
-}
-
-/* remembers the token of the record `id` just written to q's disk part
- * (after tok_reserve) */
-static void tok_put(kqueue *q, uint64_t id, void *token) {
-    if (!token) return;
-    if (q->tok_n) {
-        tokrun *t = &q->toks[q->tok_head + q->tok_n - 1];
-        if (t->token == token && t->first + t->n == id) { /* same rule: one run */
-            t->n++;
-            return;
-        }
-    }
-    q->toks[q->tok_head + q->tok_n++] = (tokrun){id, 1, token};
 }
 
 /* -- sending -- */
@@ -638,7 +307,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     r->est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
     r->dq_id = DQ_NONE;
     r->replayed = false;
-    r->born_ms = k->max_age_ms ? now_ms() : 0;
+    r->born_ms = k->max_age_ms ? ka_now_ms() : 0;
     krec *dropped = NULL;
     pthread_mutex_lock(&k->mu);
     ktopic *t = k->fixed_topic ? k->fixed : topic_get(k, tb.p, tb.len);
@@ -650,7 +319,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
                      KACTION_MAX_TOPICS);
         goto failed;
     }
-    if (t->count == 0 && now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
+    if (t->count == 0 && ka_now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
         pthread_mutex_unlock(&k->mu);
         r->token = NULL;
         finish(k, r, "unknown topic", -1, -1);
@@ -660,7 +329,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     r->topic = t;
     kqueue *q;
     if (t->count > 0) {
-        r->partition = pick(k, r, t->count);
+        r->partition = ka_pick(k, r, t->count);
         q = t->parts[r->partition];
     } else {
         r->partition = -1;
@@ -687,14 +356,14 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         }
         wake_pump(k);
         pthread_mutex_unlock(&k->mu);
-        answer_dropped(k, dropped);
+        ka_answer_dropped(k, dropped);
         arena_reset(a);
         return EC_OK;
     }
-    if (t->count > 0 && !q->head && window_room(k, q, r->est)) {
+    if (t->count > 0 && !q->head && ka_window_room(k, q, r->est)) {
         /* fast path: nothing buffered ahead of it and room in the window:
          * hand it to librdkafka from this thread (non-blocking) */
-        window_take(q, r);
+        ka_window_take(q, r);
         pthread_mutex_unlock(&k->mu);
         ec_error herr;
         if (hand_off(k, r, &herr) == EC_OK) {
@@ -711,7 +380,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     enforce_limit(k, q, r->est, &dropped);
     wake_pump(k);
     pthread_mutex_unlock(&k->mu);
-    answer_dropped(k, dropped);
+    ka_answer_dropped(k, dropped);
     arena_reset(a);
     return EC_OK;
 failed:
@@ -768,293 +437,6 @@ static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t pa
 
 /* -- the pump -- */
 
-/* -- the pump's disk work (k->dmu held; k->mu taken for the shared parts) -- */
-
-/* opens q's disk part on first use: the pending queue in the action's
- * directory itself, partition i in p<i>/ */
-static ec_status dq_open(kaction *k, kqueue *q, ec_error *err) {
-    if (q->dq) return EC_OK;
-    char path[4096];
-    if (q->index < 0)
-        snprintf(path, sizeof path, "%s", k->dir);
-    else
-        snprintf(path, sizeof path, "%s/p%d", k->dir, q->index);
-    segq_report rep;
-    ec_status st = segq_open(path, k->seg_bytes, DISK_FSYNC_MS, &q->dq, &rep, err);
-    q->replay_end = 0;
-    if (st == EC_OK && rep.pending) { /* only at start (kaction_new) can it hold records */
-        segq_close(q->dq);
-        q->dq = NULL;
-        return ec_fail(err, EC_ESTATE, "%s holds records not read at start", path);
-    }
-    return st;
-}
-
-/* the oldest record of q's disk part, read ahead into q->peek (NULL: none,
- * or an I/O error, tried again at the next turn); a record that cannot be
- * read back fails */
-static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
-    while (!q->peek && q->dq_n) {
-        const void *d;
-        uint32_t n;
-        uint64_t id;
-        ec_error err;
-        int got = segq_next(q->dq, &d, &n, &id, &err);
-        if (got != 1) {
-            if (got < 0) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
-            return NULL;
-        }
-        q->dq_n--;
-        if (q->cn && id == q->cfirst) { /* its RAM copy */
-            krec *r = q->ch;
-            q->ch = r->next;
-            q->cfirst++;
-            if (!--q->cn) q->ct = NULL;
-            k->cache_bytes -= r->est;
-            q->peek = r;
-            break;
-        }
-        void *tok = tok_take(q, id);
-        drec dr;
-        bool ok = decode(d, n, &dr);
-        krec *r = ok ? unpersist(&dr) : NULL;
-        if (!r) { /* taken out of the buffer as failed */
-            segq_ack(q->dq, id, &err);
-            pthread_mutex_lock(&k->mu);
-            q->bytes -= ok ? dr.est : 0;
-            pthread_mutex_unlock(&k->mu);
-            atomic_fetch_sub(&k->m.queuing, 1);
-            atomic_fetch_sub(&k->m.queuing_bytes, ok ? dr.est : 0);
-            atomic_fetch_add(&k->m.failed, 1);
-            if (tok && k->reply) k->reply(k->reply_ctx, tok, "unreadable_disk_record", -1, -1);
-            continue;
-        }
-        r->dq_id = id;
-        r->token = tok;
-        r->replayed = r->replayed || id < q->replay_end;
-        r->q = q;
-        r->topic = t;
-        r->partition = q->index;
-        if (!r->born_ms && k->max_age_ms) r->born_ms = now_ms(); /* written without one */
-        q->peek = r;
-    }
-    return q->peek;
-}
-
-/* q's read-ahead disk record taken out of the buffer for good */
-static krec *take_peek(kaction *k, kqueue *q) {
-    krec *r = q->peek;
-    q->peek = NULL;
-    pthread_mutex_lock(&k->mu);
-    q->bytes -= r->est;
-    pthread_mutex_unlock(&k->mu);
-    atomic_fetch_sub(&k->m.queuing, 1);
-    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-    return r;
-}
-
-/* the oldest buffered record of q (RAM list, then disk), taken out of the
- * buffer for good; NULL when q holds none */
-static krec *take_head(kaction *k, ktopic *t, kqueue *q) {
-    pthread_mutex_lock(&k->mu);
-    krec *r = q->head ? q_pop(q) : NULL;
-    pthread_mutex_unlock(&k->mu);
-    if (r) {
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-        return r;
-    }
-    return dq_load(k, t, q) ? take_peek(k, q) : NULL;
-}
-
-/* the estimate of q's oldest buffered record (0: none) */
-static uint32_t head_est(kaction *k, ktopic *t, kqueue *q) {
-    pthread_mutex_lock(&k->mu);
-    uint32_t e = q->head ? q->head->est : 0;
-    pthread_mutex_unlock(&k->mu);
-    if (!e && dq_load(k, t, q)) e = q->peek->est;
-    return e;
-}
-
-/* per_partition_limit after a record was added with `cur` bytes buffered
- * (sink-behaviour.md §6.2, as enforce_limit does for RAM) */
-static void disk_limit(kaction *k, ktopic *t, kqueue *q, uint64_t *cur, krec **dropped) {
-    if (*cur <= k->per_partition_limit) return;
-    uint64_t excess = *cur - k->per_partition_limit, removed = 0;
-    for (;;) {
-        krec *r = take_head(k, t, q); /* at least one */
-        if (!r) return;
-        removed += r->est;
-        *cur -= r->est;
-        if (r->dq_id != DQ_NONE) { /* acknowledged now: merges into one entry */
-            ec_error err;
-            segq_ack(q->dq, r->dq_id, &err);
-            r->dq_id = DQ_NONE;
-        }
-        r->next = *dropped;
-        *dropped = r;
-        uint32_t e = head_est(k, t, q);
-        if (!e || removed + e > excess) return;
-    }
-}
-
-/* the outcomes of one turn of disk work, answered without locks */
-typedef struct dq_out {
-    krec *dropped, *expired, *lost, *failed;
-    char failed_why[EC_ERRMSG_MAX];
-} dq_out;
-
-/* whether q's partition can be sent to now */
-static bool usable(const ktopic *t, const kqueue *q) {
-    return q->index >= 0 && t->count > 0 && q->index < t->count;
-}
-
-/* Writes r (staged for q, or moved there from the pending queue) to q's disk
- * part, or hands it out at once when nothing is ahead of it and the window
- * has room (into batch). *cur: q's buffered bytes before r. */
-static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, krec **batch,
-                     int *nb, dq_out *out) {
-    ec_error err;
-    uint32_t n;
-    const uint8_t *b = encode(k, r, &n);
-    ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
-    pthread_mutex_lock(&k->mu);
-    bool ahead = q->head != NULL;
-    pthread_mutex_unlock(&k->mu);
-    bool direct = !st && !ahead && !q->peek && !q->dq_n && usable(t, q) && *nb < PUMP_BATCH &&
-                  window_room(k, q, r->est);
-    uint64_t id = 0;
-    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
-    if (!st)
-        st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
-    if (st) { /* a full disk: this record fails */
-        pthread_mutex_lock(&k->mu);
-        q->bytes -= r->est;
-        pthread_mutex_unlock(&k->mu);
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-        snprintf(out->failed_why, sizeof out->failed_why, "disk_buffer_error: %s", err.msg);
-        r->next = out->failed;
-        out->failed = r;
-        return;
-    }
-    if (direct) {
-        r->dq_id = id;
-        r->q = q;
-        window_take(q, r);
-        batch[(*nb)++] = r;
-        pthread_mutex_lock(&k->mu);
-        q->bytes -= r->est;
-        pthread_mutex_unlock(&k->mu);
-        return;
-    }
-    /* kept in RAM too while it is the next to read (nothing unread on disk
-     * before it but cached records) and the cache has room: read back
-     * without reading or decoding */
-    bool next = q->cn ? q->cfirst + q->cn == id && q->dq_n == q->cn : !q->dq_n;
-    q->dq_n++;
-    *cur += r->est;
-    if (next && k->cache_bytes + r->est <= CACHE_MAX) {
-        r->dq_id = id;
-        r->q = q;
-        r->next = NULL;
-        if (q->cn++)
-            q->ct->next = r;
-        else
-            q->ch = r, q->cfirst = id;
-        q->ct = r;
-        k->cache_bytes += r->est;
-    } else {
-        tok_put(q, id, r->token);
-        free(r);
-    }
-    disk_limit(k, t, q, cur, &out->dropped);
-}
-
-/* One turn of disk work for q: staged records written (the pending queue's
- * moved to their partitions once the count is known), stale ones expired,
- * a lost partition emptied, and records read back into batch while the
- * window has room. */
-static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, krec **batch, int *nb,
-                    dq_out *out) {
-    pthread_mutex_lock(&k->mu);
-    krec *staged = q->stage;
-    q->stage = q->stage_tail = NULL;
-    uint64_t cur = q->bytes - q->stage_bytes;
-    q->stage_bytes = 0;
-    pthread_mutex_unlock(&k->mu);
-    if (q->index < 0 && t->count > 0) { /* pending: every record to its partition, in order */
-        krec *r;
-        while ((r = dq_load(k, t, q)) || (r = staged)) {
-            if (r == q->peek)
-                q->peek = NULL;
-            else
-                staged = r->next;
-            int32_t p = pick(k, r, t->count);
-            kqueue *pq = t->parts[p];
-            pthread_mutex_lock(&k->mu);
-            q->bytes -= r->est;
-            pq->bytes += r->est;
-            pq->spilled = true;
-            uint64_t pcur = pq->bytes - pq->stage_bytes - r->est;
-            pthread_mutex_unlock(&k->mu);
-            uint64_t old = r->dq_id;
-            r->dq_id = DQ_NONE;
-            r->partition = p;
-            dq_write(k, t, pq, r, &pcur, batch, nb, out); /* before it leaves pending */
-            if (old != DQ_NONE) {
-                ec_error err;
-                segq_ack(q->dq, old, &err);
-            }
-        }
-        pthread_mutex_lock(&k->mu);
-        if (!q->stage) q->spilled = false;
-        pthread_mutex_unlock(&k->mu);
-        return;
-    }
-    while (staged) {
-        krec *r = staged;
-        staged = r->next;
-        dq_write(k, t, q, r, &cur, batch, nb, out);
-    }
-    if (q->index >= 0 && t->count > 0 && q->index >= t->count) { /* the partition is gone */
-        krec *r;
-        while ((r = take_head(k, t, q))) {
-            r->next = out->lost;
-            out->lost = r;
-        }
-    }
-    if (k->max_age_ms) {
-        krec *r;
-        while ((r = dq_load(k, t, q)) && now - r->born_ms > k->max_age_ms) {
-            r = take_peek(k, q);
-            r->next = out->expired;
-            out->expired = r;
-        }
-    }
-    pthread_mutex_lock(&k->mu);
-    bool ram = q->head != NULL;
-    pthread_mutex_unlock(&k->mu);
-    krec *r;
-    while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
-           window_room(k, q, r->est)) {
-        q->peek = NULL;
-        window_take(q, r);
-        batch[(*nb)++] = r;
-        pthread_mutex_lock(&k->mu);
-        q->bytes -= r->est;
-        pthread_mutex_unlock(&k->mu);
-    }
-    pthread_mutex_lock(&k->mu);
-    if (!q->peek && !q->dq_n && !q->stage) q->spilled = false;
-    pthread_mutex_unlock(&k->mu);
-}
-
-/* whether q has disk work: staged records, or records on disk */
-static bool has_disk_work(const kqueue *q) {
-    return q->stage || q->peek || q->dq_n;
-}
-
 /* fail every record of q (caller holds the lock; answers after unlocking) */
 static void drain_all(kaction *k, kqueue *q, krec **out) {
     while (q->head)
@@ -1096,7 +478,7 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
     krec *failed = NULL, *lost = NULL, *dropped = NULL;
     pthread_mutex_lock(&k->mu);
-    int64_t now = now_ms();
+    int64_t now = ka_now_ms();
     if (n < 0) { /* Kafka unreachable: keep buffering, ask again soon */
         t->next_refresh_ms = now + UNRESOLVED_RETRY_MS;
     } else if (n == 0 && t == k->fixed && t->count > 0) {
@@ -1110,14 +492,14 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
         drain_all(k, &t->pending, &failed);
         for (int32_t i = 0; i < t->cap; i++)
             drain_all(k, t->parts[i], &failed);
-    } else if (grow_parts(t, n)) {
+    } else if (ka_grow_parts(t, n)) {
         for (int32_t i = n; i < t->cap; i++) /* their disk parts: dq_turn */
             drain_all(k, t->parts[i], &lost);
         t->count = n;
         t->next_refresh_ms = k->refresh_ms ? now + (int64_t)k->refresh_ms : INT64_MAX;
         krec *r;
-        while ((r = q_pop(&t->pending))) { /* partitions for what waited */
-            r->partition = pick(k, r, n);
+        while ((r = ka_q_pop(&t->pending))) { /* partitions for what waited */
+            r->partition = ka_pick(k, r, n);
             q_push(t->parts[r->partition], r);
             enforce_limit(k, t->parts[r->partition], r->est, &dropped);
         }
@@ -1125,9 +507,9 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     pthread_mutex_unlock(&k->mu);
     char why[300];
     snprintf(why, sizeof why, "resolved_to_unknown_topic: %s", t->name);
-    answer_all(k, failed, why, &k->m.failed, NULL);
-    answer_all(k, lost, "partition_lost", &k->m.failed, NULL);
-    answer_dropped(k, dropped);
+    ka_answer_all(k, failed, why, &k->m.failed, NULL);
+    ka_answer_all(k, lost, "partition_lost", &k->m.failed, NULL);
+    ka_answer_dropped(k, dropped);
 }
 
 /* max_batch_age: takes records buffered longer than that from the heads of
@@ -1147,7 +529,7 @@ static bool sendable(kaction *k) {
             if (q->stage) return true;
             if (p >= t->count) continue;
             uint32_t e = q->head ? q->head->est : q->peek ? q->peek->est : q->dq_n ? 1 : 0;
-            if (e && window_room(k, q, e)) return true;
+            if (e && ka_window_room(k, q, e)) return true;
         }
     }
     return false;
@@ -1191,42 +573,12 @@ static int hand_off_batch(kaction *k, krec **batch, int nb, krec **keep, ktopic 
     return nk;
 }
 
-/* The pump's disk work for every queue (no lock held): see dq_turn; and
- * in disk mode what was written made durable every DISK_FSYNC_MS. */
-static void disk_work(kaction *k, int64_t now, krec **batch, int *nb) {
-    dq_out out = {0};
-    pthread_mutex_lock(&k->mu);
-    ktopic *topics = k->topics; /* entries are only added in front, freed by destroy */
-    pthread_mutex_unlock(&k->mu);
-    pthread_mutex_lock(&k->dmu);
-    for (ktopic *t = topics; t; t = t->next) {
-        /* the pending queue first: its records go ahead of their partitions' */
-        for (int32_t p = -1; p < t->cap; p++) {
-            kqueue *q = p < 0 ? &t->pending : t->parts[p];
-            pthread_mutex_lock(&k->mu);
-            bool work = has_disk_work(q);
-            pthread_mutex_unlock(&k->mu);
-            if (work) dq_turn(k, t, q, now, batch, nb, &out);
-            if (k->mode == KCONF_BUF_DISK && q->dq) {
-                ec_error err;
-                if (segq_maybe_sync(q->dq, (uint64_t)now, &err))
-                    fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
-            }
-        }
-    }
-    pthread_mutex_unlock(&k->dmu);
-    answer_dropped(k, out.dropped);
-    answer_all(k, out.expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
-    answer_all(k, out.lost, "partition_lost", &k->m.failed, NULL);
-    answer_all(k, out.failed, out.failed_why, &k->m.failed, NULL);
-}
-
 static void *pump_main(void *arg) {
     kaction *k = arg;
     pthread_setname_np(pthread_self(), "ec_pump");
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
-        int64_t now = now_ms();
+        int64_t now = ka_now_ms();
         if (k->overload_protection && now >= k->next_mem_check_ms) {
             int used = mem_used_pct();
             atomic_store(&k->high_mem, used >= 0 && used >= high_watermark_pct());
@@ -1241,7 +593,7 @@ static void *pump_main(void *arg) {
             }
             if (expired) {
                 pthread_mutex_unlock(&k->mu);
-                answer_all(k, expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
+                ka_answer_all(k, expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
                 pthread_mutex_lock(&k->mu);
             }
         }
@@ -1267,16 +619,16 @@ static void *pump_main(void *arg) {
         for (ktopic *t = k->topics; t && nb < PUMP_BATCH; t = t->next) {
             for (int32_t p = 0; p < t->count && p < t->cap && nb < PUMP_BATCH; p++) {
                 kqueue *q = t->parts[p];
-                while (q->head && nb < PUMP_BATCH && window_room(k, q, q->head->est)) {
-                    krec *r = q_pop(q);
-                    window_take(q, r);
+                while (q->head && nb < PUMP_BATCH && ka_window_room(k, q, q->head->est)) {
+                    krec *r = ka_q_pop(q);
+                    ka_window_take(q, r);
                     batch[nb++] = r;
                 }
             }
         }
         if (k->dir) { /* disk work without k->mu (senders are never held up by file I/O) */
             pthread_mutex_unlock(&k->mu);
-            disk_work(k, now, batch, &nb);
+            kdisk_work(k, now, batch, &nb);
             pthread_mutex_lock(&k->mu);
         }
         bool stalled = false; /* librdkafka refused records for now: wait before retrying */
@@ -1359,101 +711,6 @@ ec_status kaction_check(const kconf_action *act, ec_error *err) {
     return st;
 }
 
-/* -- disk buffer at start -- */
-
-typedef struct scan_sum {
-    uint64_t n, est;
-} scan_sum;
-
-static void scan_one(void *ctx, const void *data, uint32_t len) {
-    scan_sum *s = ctx;
-    drec d;
-    s->n++;
-    if (decode(data, len, &d)) s->est += d.est;
-}
-
-/* opens the queue of dir (partition `index`, -1: pending) with what it holds */
-static ec_status replay_queue(kaction *k, kqueue *q, const char *dir, ec_error *err) {
-    segq_report rep;
-    ec_status st = segq_open(dir, k->seg_bytes, DISK_FSYNC_MS, &q->dq, &rep, err);
-    if (st) return st;
-    if (rep.skipped_bytes || rep.commit_unreadable)
-        fprintf(stderr,
-                "emqx_confluent: disk buffer %s: %llu bytes of torn or corrupt records skipped in "
-                "%u segment(s)%s\n",
-                dir, (unsigned long long)rep.skipped_bytes, rep.bad_segments,
-                rep.commit_unreadable ? "; commit marker unreadable, replaying everything" : "");
-    scan_sum sum = {0, 0};
-    if (segq_scan(q->dq, scan_one, &sum, err) < 0) return EC_EINVAL;
-    q->dq_n = q->replay_end = sum.n;
-    q->bytes += sum.est;
-    atomic_fetch_add(&k->m.queuing, (int64_t)sum.n);
-    atomic_fetch_add(&k->m.queuing_bytes, (int64_t)sum.est);
-    k->replayed += sum.n;
-    k->skipped_bytes += rep.skipped_bytes;
-    return EC_OK;
-}
-
-/* Disk mode at start: the topic's pending queue (the directory itself) and
- * every partition queue (p<N>/) are opened; what they hold is sent again
- * once the partition count is known (records of partitions that no longer
- * exist fail as partition_lost). */
-static ec_status replay_all(kaction *k, ktopic *t, ec_error *err) {
-    if (mkdir(k->dir, 0700) != 0 && errno != EEXIST)
-        return ec_fail(err, EC_EINVAL, "cannot create %s: %s", k->dir, strerror(errno));
-    ec_status st = replay_queue(k, &t->pending, k->dir, err);
-    DIR *d = opendir(k->dir);
-    if (!d) return st ? st : ec_fail(err, EC_EINVAL, "cannot list %s: %s", k->dir, strerror(errno));
-    struct dirent *e;
-    while (!st && (e = readdir(d))) {
-        char *end;
-        long n = e->d_name[0] == 'p' ? strtol(e->d_name + 1, &end, 10) : -1;
-        if (n < 0 || n >= 1000000 || end == e->d_name + 1 || *end) continue;
-        if (!grow_parts(t, (int32_t)n + 1)) {
-            st = ec_fail(err, EC_ENOMEM, "out of memory");
-            break;
-        }
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", k->dir, e->d_name);
-        st = replay_queue(k, t->parts[n], path, err);
-    }
-    closedir(d);
-    return st;
-}
-
-/* removes the segment files and markers of a buffer directory (hybrid mode
- * starts empty) */
-static void wipe_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (strcmp(e->d_name, "commit") && (n < 4 || strcmp(e->d_name + n - 4, ".seg"))) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-}
-
-static ec_status wipe_buffer(const char *dir, ec_error *err) {
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return ec_fail(err, EC_EINVAL, "cannot create %s: %s", dir, strerror(errno));
-    wipe_files(dir);
-    DIR *d = opendir(dir);
-    if (!d) return EC_OK;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] != 'p') continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        wipe_files(path);
-    }
-    closedir(d);
-    return EC_OK;
-}
-
 /* stops the metadata thread (waits for a request under way) */
 static void stop_meta(kaction *k) {
     if (!k->meta_started) return;
@@ -1471,11 +728,7 @@ static void free_action(kaction *k) {
     for (ktopic *t = k->topics; t;) {
         for (int32_t i = -1; i < t->cap; i++) {
             kqueue *q = i < 0 ? &t->pending : t->parts[i];
-            segq_close(q->dq);
-            free(q->peek);
-            for (krec *r = q->ch, *n; r; r = n)
-                n = r->next, free(r);
-            free(q->toks);
+            kdisk_free_queue(q);
             if (i >= 0) free(q);
         }
         ktopic *n = t->next;
@@ -1544,9 +797,9 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     if (k->fixed_topic && !k->fixed)
         st = ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     else if (k->mode == KCONF_BUF_HYBRID)
-        st = wipe_buffer(k->dir, err); /* hybrid promises nothing across a restart */
+        st = kdisk_wipe(k->dir, err); /* hybrid promises nothing across a restart */
     else if (k->mode == KCONF_BUF_DISK)
-        st = replay_all(k, k->fixed, err);
+        st = kdisk_replay_all(k, k->fixed, err);
     arena a;
     arena_init(&a, 4096);
     kconf_props props;
@@ -1612,8 +865,8 @@ void kaction_reset_metrics(kaction *k) { /* counters only; gauges keep their val
 void kaction_destroy(kaction *k, int flush_ms) {
     if (!k) return;
     /* let the pump drain the buffers into librdkafka for up to flush_ms */
-    int64_t deadline = now_ms() + flush_ms;
-    while (atomic_load(&k->m.queuing) > 0 && now_ms() < deadline) {
+    int64_t deadline = ka_now_ms() + flush_ms;
+    while (atomic_load(&k->m.queuing) > 0 && ka_now_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -1623,7 +876,7 @@ void kaction_destroy(kaction *k, int flush_ms) {
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->pump, NULL);
     stop_meta(k);
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - ka_now_ms();
     atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
     krec *rest = NULL;
@@ -1632,43 +885,11 @@ void kaction_destroy(kaction *k, int flush_ms) {
         for (int32_t i = -1; i < t->cap; i++) {
             kqueue *q = i < 0 ? &t->pending : t->parts[i];
             drain_all(k, q, &rest);
-            for (krec *r = q->stage, *n; r; r = n) { /* disk mode: kept for the next start */
-                n = r->next;
-                uint32_t len;
-                const uint8_t *b = encode(k, r, &len);
-                ec_error err;
-                uint64_t id;
-                if (k->mode == KCONF_BUF_DISK && b && dq_open(k, q, &err) == EC_OK)
-                    segq_append(q->dq, b, len, &id, &err);
-                r->next = rest;
-                rest = r;
-                atomic_fetch_sub(&k->m.queuing, 1);
-                atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-            }
-            q->stage = NULL;
-            if (q->peek) {
-                q->peek->next = rest;
-                rest = q->peek;
-                q->peek = NULL;
-            }
-            for (krec *r = q->ch, *n; r; r = n) { /* on disk too: kept for the next start */
-                n = r->next;
-                r->next = rest;
-                rest = r;
-            }
-            q->ch = q->ct = NULL;
-            q->cn = 0;
-            for (size_t j = 0; j < q->tok_n; j++) { /* records on disk: their callers */
-                tokrun *tr = &q->toks[q->tok_head + j];
-                for (uint64_t c = 0; c < tr->n; c++)
-                    if (k->reply) k->reply(k->reply_ctx, tr->token, "resource_stopped", -1, -1);
-                ndisk += tr->n;
-            }
-            q->tok_n = 0;
+            ndisk += kdisk_close_queue(k, q, &rest);
         }
     }
     atomic_fetch_add(&k->m.dropped, ndisk);
     atomic_fetch_add(&k->m.dropped_resource_stopped, ndisk);
-    answer_all(k, rest, "resource_stopped", &k->m.dropped, &k->m.dropped_resource_stopped);
+    ka_answer_all(k, rest, "resource_stopped", &k->m.dropped, &k->m.dropped_resource_stopped);
     free_action(k); /* the disk parts closed: synced */
 }

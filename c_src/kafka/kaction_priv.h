@@ -1,0 +1,175 @@
+/* kaction_priv.h - what the producer action's runtime files share:
+ * kaction.c (sending, the pump, life cycle) and kdisk.c (the disk part of
+ * the queues). Not part of the action's interface (kaction.h).
+ *
+ * Locking: one mutex per action (mu) guards the topic list and every queue's
+ * RAM list, staged list and byte count; it is held only for list operations
+ * (never across librdkafka calls or file I/O). The disk part of each queue
+ * belongs to the pump, under dmu (which delivery reports take to acknowledge
+ * records on disk). */
+#ifndef EC_KACTION_PRIV_H
+#define EC_KACTION_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../buffer/segq.h"
+#include "../sink/kheaders.h"
+#include "../sink/tmpl.h"
+#include "kaction.h"
+#include "kprod.h"
+
+#define KACTION_MAX_TOPICS     10000 /* distinct dynamic topics per action */
+#define UNKNOWN_TOPIC_RETRY_MS 30000 /* EMQX caches "unknown topic" for 30 s */
+#define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
+#define PUMP_IDLE_WAIT_MS      100
+#define PUMP_BATCH             512 /* records handed to librdkafka per lock release */
+#define DISK_FSYNC_MS          200 /* disk mode: appends made durable at least this often */
+#define DQ_NONE                UINT64_MAX
+#define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
+#define CACHE_MAX              (4u << 20)  /* RAM for written records kept to send (per action) */
+
+typedef struct ktopic ktopic;
+
+enum { META_IDLE, META_ASKED, META_DONE };
+
+typedef struct kqueue kqueue;
+
+typedef struct krec {
+    struct krec *next;
+    ktopic *topic;
+    kqueue *q; /* the partition queue whose window the record is in flight in */
+    void *token;
+    int32_t partition;
+    uint32_t est;
+    int64_t ts;
+    int64_t born_ms; /* max_batch_age set: when the record was buffered (else 0) */
+    char *key, *val;
+    uint32_t klen, vlen, nh;
+    kprod_header *hdrs;
+    uint64_t dq_id; /* disk mode: the record's id in the segment queue (DQ_NONE: none) */
+    bool replayed;  /* read back from disk at start: no `success` (sink-behaviour.md §6.1) */
+    char data[];
+} krec;
+
+typedef struct tokrun { /* n records from id `first` on carry the same token */
+    uint64_t first, n;
+    void *token;
+} tokrun;
+
+/* Buffered records of one partition (or of a topic whose partition count is
+ * not known yet) and its in-flight window. Under k->mu: the RAM list, the
+ * staged list and `bytes`. In disk and hybrid mode records reach the disk
+ * part through the staged list: senders never do file I/O; the pump appends
+ * them. The disk part (dq, dq_n, peek, toks) is the pump's alone, except
+ * acknowledgements (k->dmu). Order: RAM list, then disk (peek first), then
+ * staged. The window counters are atomics: delivery reports release them
+ * without the lock; they only grow under it. A kqueue never moves or goes
+ * away before the action (records in flight point at it). */
+struct kqueue {
+    krec *head, *tail;
+    uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
+    uint64_t ram_bytes; /* of head..tail */
+    krec *stage, *stage_tail;
+    uint64_t stage_bytes;
+    bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
+    int32_t index; /* partition; -1: the topic's pending queue */
+    segq *dq;
+    uint64_t dq_n;       /* records on disk not handed out (peek not counted) */
+    uint64_t replay_end; /* ids below it were read back at start */
+    krec *peek;          /* the oldest record on disk, read ahead */
+    krec *ch, *ct;       /* cached: RAM copies of the next records on disk to read, */
+    uint64_t cfirst, cn; /* ids cfirst.. (no reading back, no decoding) */
+    tokrun *toks;        /* tokens of records on disk, by id */
+    size_t tok_head, tok_n, tok_cap;
+    /* written by the delivery thread too: a cache line of its own */
+    _Alignas(64) _Atomic uint64_t inflight_bytes;
+    _Atomic uint32_t inflight;
+};
+
+struct ktopic {
+    ktopic *next;
+    char *name;
+    size_t name_len;
+    int32_t count;           /* partitions in use: -1 unknown yet, 0 unknown topic */
+    int64_t next_refresh_ms; /* when to ask metadata again */
+    int meta;                /* (k->mu) META_IDLE, META_ASKED (the metadata thread's), META_DONE */
+    int32_t meta_n;          /* META_DONE: the answer */
+    kqueue pending;          /* records waiting for the partition count */
+    kqueue **parts;
+    int32_t cap;
+};
+
+/* Grouped by the thread that writes them, one cache line per group, so the
+ * senders and librdkafka's delivery thread do not bounce each other's lines. */
+typedef struct kmetrics {
+    _Alignas(64) _Atomic uint64_t matched, failed, dropped, dropped_queue_full,
+        dropped_resource_stopped, dropped_expired;
+    _Atomic int64_t queuing, queuing_bytes;
+    _Alignas(64) _Atomic int64_t inflight;
+    _Alignas(64) _Atomic uint64_t success;
+} kmetrics;
+
+struct kaction {
+    kprod *p;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t pump, meta;
+    pthread_cond_t meta_cv; /* wakes the metadata thread */
+    bool meta_started;
+    bool stop;
+    _Atomic bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
+    ktopic *topics;
+    uint32_t ntopics;
+    tmpl *topic_t, *key_t, *val_t, *ts_t;
+    kh_spec *hdrs;
+    bool fixed_topic;
+    ktopic *fixed; /* the fixed topic's entry (set at start, never freed before the action) */
+    part_strategy strategy;
+    int32_t partitions_limit;
+    uint64_t per_partition_limit, window, refresh_ms, sync_timeout_ms;
+    int64_t max_age_ms; /* max_batch_age; 0 = records never expire */
+    bool sync;
+    bool overload_protection; /* memory_overload_protection (memory buffer) */
+    _Atomic bool high_mem;    /* host above the memory high watermark (sampled by the pump) */
+    int64_t next_mem_check_ms;
+    int metadata_timeout_ms;
+    kmetrics m;
+    kaction_reply_fn reply;
+    void *reply_ctx;
+    kconf_buffer_mode mode; /* hybrid without a directory: memory */
+    char *dir;              /* disk and hybrid: the action's buffer directory */
+    uint64_t seg_bytes;     /* segment_bytes; hybrid: the RAM part's size */
+    pthread_mutex_t dmu;    /* guards every queue's dq (the pump and acknowledgements) */
+    uint8_t *enc;           /* a record's disk form (the pump's) */
+    size_t enc_cap;
+    uint64_t cache_bytes; /* of every queue's cached records (the pump's) */
+    _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
+    uint64_t replayed, skipped_bytes;
+    _Atomic int32_t forced_count; /* tests: what metadata answers (INT32_MIN: ask Kafka) */
+};
+
+/* -- kaction.c -- */
+int64_t ka_now_ms(void);
+krec *ka_q_pop(kqueue *q); /* the RAM list's oldest (k->mu held) */
+/* answers a chain of records taken out of the buffers, counting each in c1
+ * and c2 (when not NULL); no lock held */
+void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,
+                   _Atomic uint64_t *c2);
+void ka_answer_dropped(kaction *k, krec *list); /* buffer_overflow */
+int32_t ka_pick(kaction *k, const krec *r, int32_t count);
+bool ka_grow_parts(ktopic *t, int32_t count);
+bool ka_window_room(const kaction *k, kqueue *q, uint32_t est);
+void ka_window_take(kqueue *q, krec *r);
+
+/* -- kdisk.c -- */
+/* the pump's disk work for every queue, sending into batch (no lock held) */
+void kdisk_work(kaction *k, int64_t now, krec **batch, int *nb);
+ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err); /* disk mode, at start */
+ec_status kdisk_wipe(const char *dir, ec_error *err);             /* hybrid, at start */
+uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest);
+void kdisk_free_queue(kqueue *q);
+
+#endif

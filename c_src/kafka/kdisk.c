@@ -1,0 +1,678 @@
+/* kdisk.c - the disk part of an action's partition queues (buffer.mode disk,
+ * and hybrid once it spills; sink-behaviour.md §6): records in their disk
+ * form, written by the pump to one segment queue per topic-partition (p<N>/,
+ * the pending queue in the action's directory itself), read back for sending
+ * (up to CACHE_MAX bytes of just-written records stay in RAM and are not read
+ * back), dropped and expired from the disk head, moved from the pending queue
+ * to their partitions once the partition count is known; replayed at start.
+ * See kaction_priv.h for the structures and the locking.
+ *
+ * @locality the pump thread (kdisk_work) and kaction_new/destroy; file I/O:
+ * never on a scheduler thread. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kaction_priv.h"
+
+/* -- records on disk: key, value, headers, timestamp (and when it was
+ * buffered, for max_batch_age), integers little-endian:
+ *   u32 key_len, u32 value_len, u32 n_headers (bit 31: born follows; bit 30:
+ *   replayed),
+ *   i64 timestamp, [i64 born_ms], key, value, {u32 klen, u32 vlen, k, v}* -- */
+
+#define REC_BORN     0x80000000u
+#define REC_REPLAYED 0x40000000u /* read back after a restart: no `success` */
+
+static void wr32(uint8_t **p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        *(*p)++ = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t rd32(const uint8_t **p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t) * (*p)++ << (8 * i);
+    return v;
+}
+
+static void wr64(uint8_t **p, int64_t v) {
+    wr32(p, (uint32_t)v);
+    wr32(p, (uint32_t)((uint64_t)v >> 32));
+}
+
+static int64_t rd64(const uint8_t **p) {
+    uint64_t v = rd32(p);
+    return (int64_t)(v | (uint64_t)rd32(p) << 32);
+}
+
+/* r in its disk form, in the action's buffer (the pump's, or destroy's once
+ * the pump stopped; no allocation per record) */
+static const uint8_t *encode(kaction *k, const krec *r, uint32_t *len) {
+    size_t n = 20 + (r->born_ms ? 8 : 0) + r->klen + r->vlen;
+    for (uint32_t i = 0; i < r->nh; i++)
+        n += 8 + r->hdrs[i].key_len + r->hdrs[i].val_len;
+    if (n > SEGQ_MAX_RECORD) return NULL;
+    if (n > k->enc_cap) {
+        uint8_t *nb = realloc(k->enc, n);
+        if (!nb) return NULL;
+        k->enc = nb;
+        k->enc_cap = n;
+    }
+    uint8_t *p = k->enc;
+    wr32(&p, r->klen);
+    wr32(&p, r->vlen);
+    wr32(&p, r->nh | (r->born_ms ? REC_BORN : 0) | (r->replayed ? REC_REPLAYED : 0));
+    wr64(&p, r->ts);
+    if (r->born_ms) wr64(&p, r->born_ms);
+    memcpy(p, r->key, r->klen), p += r->klen;
+    memcpy(p, r->val, r->vlen), p += r->vlen;
+    for (uint32_t i = 0; i < r->nh; i++) {
+        wr32(&p, (uint32_t)r->hdrs[i].key_len);
+        wr32(&p, (uint32_t)r->hdrs[i].val_len);
+        memcpy(p, r->hdrs[i].key, r->hdrs[i].key_len), p += r->hdrs[i].key_len;
+        memcpy(p, r->hdrs[i].val, r->hdrs[i].val_len), p += r->hdrs[i].val_len;
+    }
+    *len = (uint32_t)n;
+    return k->enc;
+}
+
+/* A record's disk form, checked: its parts point into the bytes. */
+typedef struct drec {
+    const uint8_t *key, *val, *hdrs; /* hdrs: the encoded header list */
+    uint32_t klen, vlen, nh, hbytes;
+    int64_t ts, born_ms;
+    uint32_t est;
+    bool replayed;
+} drec;
+
+static bool decode(const uint8_t *b, uint32_t n, drec *d) {
+    const uint8_t *p = b, *end = b + n;
+    if (n < 20) return false;
+    d->klen = rd32(&p);
+    d->vlen = rd32(&p);
+    uint32_t nh = rd32(&p);
+    d->ts = rd64(&p);
+    d->born_ms = 0;
+    if (nh & REC_BORN) {
+        if (end - p < 8) return false;
+        d->born_ms = rd64(&p);
+    }
+    d->replayed = nh & REC_REPLAYED;
+    d->nh = nh & ~(REC_BORN | REC_REPLAYED);
+    if (d->nh > 256 || (uint64_t)d->klen + d->vlen > (uint64_t)(end - p)) return false;
+    d->key = p;
+    d->val = p + d->klen;
+    p += d->klen + d->vlen;
+    d->hdrs = p;
+    size_t hl[2 * 256];
+    for (uint32_t i = 0; i < d->nh; i++) {
+        if (end - p < 8) return false;
+        uint32_t kl = rd32(&p), vl = rd32(&p);
+        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return false;
+        p += kl + vl;
+        hl[2 * i] = kl;
+        hl[2 * i + 1] = vl;
+    }
+    d->hbytes = (uint32_t)(p - d->hdrs);
+    d->est = (uint32_t)kaction_estimate_size(d->klen, d->vlen, hl, d->nh);
+    return true;
+}
+
+/* a record read back from disk (NULL: out of memory) */
+static krec *unpersist(const drec *d) {
+    size_t hdata = d->hbytes - 8 * (size_t)d->nh;
+    krec *r = malloc(sizeof *r + d->nh * sizeof(kprod_header) + d->klen + d->vlen + hdata);
+    if (!r) return NULL;
+    char *o = r->data;
+    r->hdrs = (kprod_header *)o;
+    o += d->nh * sizeof(kprod_header);
+    r->key = o;
+    memcpy(o, d->key, d->klen), o += d->klen;
+    r->val = o;
+    memcpy(o, d->val, d->vlen), o += d->vlen;
+    const uint8_t *p = d->hdrs;
+    for (uint32_t i = 0; i < d->nh; i++) {
+        uint32_t kl = rd32(&p), vl = rd32(&p);
+        r->hdrs[i].key = o;
+        r->hdrs[i].key_len = kl;
+        memcpy(o, p, kl), o += kl, p += kl;
+        r->hdrs[i].val = o;
+        r->hdrs[i].val_len = vl;
+        memcpy(o, p, vl), o += vl, p += vl;
+    }
+    r->klen = d->klen;
+    r->vlen = d->vlen;
+    r->nh = d->nh;
+    r->ts = d->ts;
+    r->born_ms = d->born_ms;
+    r->est = d->est;
+    r->token = NULL;
+    r->replayed = d->replayed;
+    r->dq_id = DQ_NONE;
+    return r;
+}
+
+/* the token of the record `id` of q's disk part (NULL: none, e.g. replayed);
+ * ids are taken in order, each once */
+static void *tok_take(kqueue *q, uint64_t id) {
+    while (q->tok_n) {
+        tokrun *h = &q->toks[q->tok_head];
+        if (id < h->first) return NULL;
+        if (id - h->first >= h->n) { /* behind us (cannot happen: ids come in order) */
+            q->tok_head++, q->tok_n--;
+            continue;
+        }
+        void *tok = h->token;
+        h->n -= id - h->first + 1;
+        h->first = id + 1;
+        if (!h->n) q->tok_head++, q->tok_n--;
+        if (!q->tok_n) q->tok_head = 0;
+        return tok;
+    }
+    return NULL;
+}
+
+/* room for one more token run (so tok_put cannot fail) */
+static bool tok_reserve(kqueue *q) {
+    if (q->tok_head + q->tok_n == q->tok_cap) {
+        if (q->tok_head) { /* slide down */
+            memmove(q->toks, q->toks + q->tok_head, q->tok_n * sizeof *q->toks);
+            q->tok_head = 0;
+        }
+        if (q->tok_n == q->tok_cap) {
+            size_t cap = q->tok_cap ? 2 * q->tok_cap : 16;
+            tokrun *n = realloc(q->toks, cap * sizeof *n);
+            if (!n) return false;
+            q->toks = n;
+            q->tok_cap = cap;
+        }
+    }
+    return true;
+}
+
+/* remembers the token of the record `id` just written to q's disk part
+ * (after tok_reserve) */
+static void tok_put(kqueue *q, uint64_t id, void *token) {
+    if (!token) return;
+    if (q->tok_n) {
+        tokrun *t = &q->toks[q->tok_head + q->tok_n - 1];
+        if (t->token == token && t->first + t->n == id) { /* same rule: one run */
+            t->n++;
+            return;
+        }
+    }
+    q->toks[q->tok_head + q->tok_n++] = (tokrun){id, 1, token};
+}
+
+/* -- the pump's disk work (k->dmu held; k->mu taken for the shared parts) -- */
+
+/* RAM a cached record takes (about: its header, data and the allocator's share) */
+static uint64_t ram_cost(const krec *r) {
+    return sizeof *r + r->nh * sizeof(kprod_header) + r->est + 16;
+}
+
+/* opens q's disk part on first use: the pending queue in the action's
+ * directory itself, partition i in p<i>/ */
+static ec_status dq_open(kaction *k, kqueue *q, ec_error *err) {
+    if (q->dq) return EC_OK;
+    char path[4096];
+    if (q->index < 0)
+        snprintf(path, sizeof path, "%s", k->dir);
+    else
+        snprintf(path, sizeof path, "%s/p%d", k->dir, q->index);
+    segq_report rep;
+    ec_status st = segq_open(path, k->seg_bytes, DISK_FSYNC_MS, &q->dq, &rep, err);
+    q->replay_end = 0;
+    if (st == EC_OK && rep.pending) { /* only at start (kaction_new) can it hold records */
+        segq_close(q->dq);
+        q->dq = NULL;
+        return ec_fail(err, EC_ESTATE, "%s holds records not read at start", path);
+    }
+    return st;
+}
+
+/* the oldest record of q's disk part, read ahead into q->peek (NULL: none,
+ * or an I/O error, tried again at the next turn); a record that cannot be
+ * read back fails */
+static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
+    while (!q->peek && q->dq_n) {
+        const void *d;
+        uint32_t n;
+        uint64_t id;
+        ec_error err;
+        int got = segq_next(q->dq, &d, &n, &id, &err);
+        if (got != 1) {
+            if (got < 0) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+            return NULL;
+        }
+        q->dq_n--;
+        if (q->cn && id == q->cfirst) { /* its RAM copy */
+            krec *r = q->ch;
+            q->ch = r->next;
+            q->cfirst++;
+            if (!--q->cn) q->ct = NULL;
+            k->cache_bytes -= ram_cost(r);
+            q->peek = r;
+            break;
+        }
+        void *tok = tok_take(q, id);
+        drec dr;
+        bool ok = decode(d, n, &dr);
+        krec *r = ok ? unpersist(&dr) : NULL;
+        if (!r) { /* taken out of the buffer as failed */
+            segq_ack(q->dq, id, &err);
+            pthread_mutex_lock(&k->mu);
+            q->bytes -= ok ? dr.est : 0;
+            pthread_mutex_unlock(&k->mu);
+            atomic_fetch_sub(&k->m.queuing, 1);
+            atomic_fetch_sub(&k->m.queuing_bytes, ok ? dr.est : 0);
+            atomic_fetch_add(&k->m.failed, 1);
+            if (tok && k->reply) k->reply(k->reply_ctx, tok, "unreadable_disk_record", -1, -1);
+            continue;
+        }
+        r->dq_id = id;
+        r->token = tok;
+        r->replayed = r->replayed || id < q->replay_end;
+        r->q = q;
+        r->topic = t;
+        r->partition = q->index;
+        if (!r->born_ms && k->max_age_ms) r->born_ms = ka_now_ms(); /* written without one */
+        q->peek = r;
+    }
+    return q->peek;
+}
+
+/* q's read-ahead disk record taken out of the buffer for good */
+static krec *take_peek(kaction *k, kqueue *q) {
+    krec *r = q->peek;
+    q->peek = NULL;
+    pthread_mutex_lock(&k->mu);
+    q->bytes -= r->est;
+    pthread_mutex_unlock(&k->mu);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+    return r;
+}
+
+/* the oldest buffered record of q (RAM list, then disk), taken out of the
+ * buffer for good; NULL when q holds none */
+static krec *take_head(kaction *k, ktopic *t, kqueue *q) {
+    pthread_mutex_lock(&k->mu);
+    krec *r = q->head ? ka_q_pop(q) : NULL;
+    pthread_mutex_unlock(&k->mu);
+    if (r) {
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        return r;
+    }
+    return dq_load(k, t, q) ? take_peek(k, q) : NULL;
+}
+
+/* the estimate of q's oldest buffered record (0: none) */
+static uint32_t head_est(kaction *k, ktopic *t, kqueue *q) {
+    pthread_mutex_lock(&k->mu);
+    uint32_t e = q->head ? q->head->est : 0;
+    pthread_mutex_unlock(&k->mu);
+    if (!e && dq_load(k, t, q)) e = q->peek->est;
+    return e;
+}
+
+/* per_partition_limit after a record was added with `cur` bytes buffered
+ * (sink-behaviour.md §6.2, as enforce_limit does for RAM) */
+static void disk_limit(kaction *k, ktopic *t, kqueue *q, uint64_t *cur, krec **dropped) {
+    if (*cur <= k->per_partition_limit) return;
+    uint64_t excess = *cur - k->per_partition_limit, removed = 0;
+    for (;;) {
+        krec *r = take_head(k, t, q); /* at least one */
+        if (!r) return;
+        removed += r->est;
+        *cur -= r->est;
+        if (r->dq_id != DQ_NONE) { /* acknowledged now: merges into one entry */
+            ec_error err;
+            segq_ack(q->dq, r->dq_id, &err);
+            r->dq_id = DQ_NONE;
+        }
+        r->next = *dropped;
+        *dropped = r;
+        uint32_t e = head_est(k, t, q);
+        if (!e || removed + e > excess) return;
+    }
+}
+
+/* the outcomes of one turn of disk work, answered without locks */
+typedef struct dq_out {
+    krec *dropped, *expired, *lost, *failed;
+    char failed_why[EC_ERRMSG_MAX];
+} dq_out;
+
+/* whether q's partition can be sent to now */
+static bool usable(const ktopic *t, const kqueue *q) {
+    return q->index >= 0 && t->count > 0 && q->index < t->count;
+}
+
+/* Writes r (staged for q, or moved there from the pending queue) to q's disk
+ * part, or hands it out at once when nothing is ahead of it and the window
+ * has room (into batch). *cur: q's buffered bytes before r. */
+static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, krec **batch,
+                     int *nb, dq_out *out) {
+    ec_error err;
+    uint32_t n;
+    const uint8_t *b = encode(k, r, &n);
+    ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
+    pthread_mutex_lock(&k->mu);
+    bool ahead = q->head != NULL;
+    pthread_mutex_unlock(&k->mu);
+    bool direct = !st && !ahead && !q->peek && !q->dq_n && usable(t, q) && *nb < PUMP_BATCH &&
+                  ka_window_room(k, q, r->est);
+    uint64_t id = 0;
+    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
+    if (!st)
+        st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
+    if (st) { /* a full disk: this record fails */
+        pthread_mutex_lock(&k->mu);
+        q->bytes -= r->est;
+        pthread_mutex_unlock(&k->mu);
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+        snprintf(out->failed_why, sizeof out->failed_why, "disk_buffer_error: %s", err.msg);
+        r->next = out->failed;
+        out->failed = r;
+        return;
+    }
+    if (direct) {
+        r->dq_id = id;
+        r->q = q;
+        ka_window_take(q, r);
+        batch[(*nb)++] = r;
+        pthread_mutex_lock(&k->mu);
+        q->bytes -= r->est;
+        pthread_mutex_unlock(&k->mu);
+        return;
+    }
+    /* kept in RAM too while it is the next to read (nothing unread on disk
+     * before it but cached records) and the cache has room: read back
+     * without reading or decoding */
+    bool next = q->cn ? q->cfirst + q->cn == id && q->dq_n == q->cn : !q->dq_n;
+    q->dq_n++;
+    *cur += r->est;
+    if (next && k->cache_bytes + ram_cost(r) <= CACHE_MAX) {
+        r->dq_id = id;
+        r->q = q;
+        r->next = NULL;
+        if (q->cn++)
+            q->ct->next = r;
+        else
+            q->ch = r, q->cfirst = id;
+        q->ct = r;
+        k->cache_bytes += ram_cost(r);
+    } else {
+        tok_put(q, id, r->token);
+        free(r);
+    }
+    disk_limit(k, t, q, cur, &out->dropped);
+}
+
+/* One turn of disk work for q: staged records written (the pending queue's
+ * moved to their partitions once the count is known), stale ones expired,
+ * a lost partition emptied, and records read back into batch while the
+ * window has room. */
+static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, krec **batch, int *nb,
+                    dq_out *out) {
+    pthread_mutex_lock(&k->mu);
+    krec *staged = q->stage;
+    q->stage = q->stage_tail = NULL;
+    uint64_t cur = q->bytes - q->stage_bytes;
+    q->stage_bytes = 0;
+    pthread_mutex_unlock(&k->mu);
+    if (q->index < 0 && t->count > 0) { /* pending: every record to its partition, in order */
+        krec *r;
+        while ((r = dq_load(k, t, q)) || (r = staged)) {
+            if (r == q->peek)
+                q->peek = NULL;
+            else
+                staged = r->next;
+            int32_t p = ka_pick(k, r, t->count);
+            kqueue *pq = t->parts[p];
+            pthread_mutex_lock(&k->mu);
+            q->bytes -= r->est;
+            pq->bytes += r->est;
+            pq->spilled = true;
+            uint64_t pcur = pq->bytes - pq->stage_bytes - r->est;
+            pthread_mutex_unlock(&k->mu);
+            uint64_t old = r->dq_id;
+            r->dq_id = DQ_NONE;
+            r->partition = p;
+            dq_write(k, t, pq, r, &pcur, batch, nb, out); /* before it leaves pending */
+            if (old != DQ_NONE) {
+                ec_error err;
+                segq_ack(q->dq, old, &err);
+            }
+        }
+        pthread_mutex_lock(&k->mu);
+        if (!q->stage) q->spilled = false;
+        pthread_mutex_unlock(&k->mu);
+        return;
+    }
+    while (staged) {
+        krec *r = staged;
+        staged = r->next;
+        dq_write(k, t, q, r, &cur, batch, nb, out);
+    }
+    if (q->index >= 0 && t->count > 0 && q->index >= t->count) { /* the partition is gone */
+        krec *r;
+        while ((r = take_head(k, t, q))) {
+            r->next = out->lost;
+            out->lost = r;
+        }
+    }
+    if (k->max_age_ms) {
+        krec *r;
+        while ((r = dq_load(k, t, q)) && now - r->born_ms > k->max_age_ms) {
+            r = take_peek(k, q);
+            r->next = out->expired;
+            out->expired = r;
+        }
+    }
+    pthread_mutex_lock(&k->mu);
+    bool ram = q->head != NULL;
+    pthread_mutex_unlock(&k->mu);
+    krec *r;
+    while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
+           ka_window_room(k, q, r->est)) {
+        q->peek = NULL;
+        ka_window_take(q, r);
+        batch[(*nb)++] = r;
+        pthread_mutex_lock(&k->mu);
+        q->bytes -= r->est;
+        pthread_mutex_unlock(&k->mu);
+    }
+    pthread_mutex_lock(&k->mu);
+    if (!q->peek && !q->dq_n && !q->stage) q->spilled = false;
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* whether q has disk work: staged records, or records on disk */
+static bool has_disk_work(const kqueue *q) {
+    return q->stage || q->peek || q->dq_n;
+}
+
+/* The pump's disk work for every queue (no lock held): see dq_turn; and
+ * in disk mode what was written made durable every DISK_FSYNC_MS. */
+void kdisk_work(kaction *k, int64_t now, krec **batch, int *nb) {
+    dq_out out = {0};
+    pthread_mutex_lock(&k->mu);
+    ktopic *topics = k->topics; /* entries are only added in front, freed by destroy */
+    pthread_mutex_unlock(&k->mu);
+    pthread_mutex_lock(&k->dmu);
+    for (ktopic *t = topics; t; t = t->next) {
+        /* the pending queue first: its records go ahead of their partitions' */
+        for (int32_t p = -1; p < t->cap; p++) {
+            kqueue *q = p < 0 ? &t->pending : t->parts[p];
+            pthread_mutex_lock(&k->mu);
+            bool work = has_disk_work(q);
+            pthread_mutex_unlock(&k->mu);
+            if (work) dq_turn(k, t, q, now, batch, nb, &out);
+            if (k->mode == KCONF_BUF_DISK && q->dq) {
+                ec_error err;
+                if (segq_maybe_sync(q->dq, (uint64_t)now, &err))
+                    fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+            }
+        }
+    }
+    pthread_mutex_unlock(&k->dmu);
+    ka_answer_dropped(k, out.dropped);
+    ka_answer_all(k, out.expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
+    ka_answer_all(k, out.lost, "partition_lost", &k->m.failed, NULL);
+    ka_answer_all(k, out.failed, out.failed_why, &k->m.failed, NULL);
+}
+
+/* -- disk buffer at start -- */
+
+typedef struct scan_sum {
+    uint64_t n, est;
+} scan_sum;
+
+static void scan_one(void *ctx, const void *data, uint32_t len) {
+    scan_sum *s = ctx;
+    drec d;
+    s->n++;
+    if (decode(data, len, &d)) s->est += d.est;
+}
+
+/* opens the queue of dir (partition `index`, -1: pending) with what it holds */
+static ec_status replay_queue(kaction *k, kqueue *q, const char *dir, ec_error *err) {
+    segq_report rep;
+    ec_status st = segq_open(dir, k->seg_bytes, DISK_FSYNC_MS, &q->dq, &rep, err);
+    if (st) return st;
+    if (rep.skipped_bytes || rep.commit_unreadable)
+        fprintf(stderr,
+                "emqx_confluent: disk buffer %s: %llu bytes of torn or corrupt records skipped in "
+                "%u segment(s)%s\n",
+                dir, (unsigned long long)rep.skipped_bytes, rep.bad_segments,
+                rep.commit_unreadable ? "; commit marker unreadable, replaying everything" : "");
+    scan_sum sum = {0, 0};
+    if (segq_scan(q->dq, scan_one, &sum, err) < 0) return EC_EINVAL;
+    q->dq_n = q->replay_end = sum.n;
+    q->bytes += sum.est;
+    atomic_fetch_add(&k->m.queuing, (int64_t)sum.n);
+    atomic_fetch_add(&k->m.queuing_bytes, (int64_t)sum.est);
+    k->replayed += sum.n;
+    k->skipped_bytes += rep.skipped_bytes;
+    return EC_OK;
+}
+
+/* Disk mode at start: the topic's pending queue (the directory itself) and
+ * every partition queue (p<N>/) are opened; what they hold is sent again
+ * once the partition count is known (records of partitions that no longer
+ * exist fail as partition_lost). */
+ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err) {
+    if (mkdir(k->dir, 0700) != 0 && errno != EEXIST)
+        return ec_fail(err, EC_EINVAL, "cannot create %s: %s", k->dir, strerror(errno));
+    ec_status st = replay_queue(k, &t->pending, k->dir, err);
+    DIR *d = opendir(k->dir);
+    if (!d) return st ? st : ec_fail(err, EC_EINVAL, "cannot list %s: %s", k->dir, strerror(errno));
+    struct dirent *e;
+    while (!st && (e = readdir(d))) {
+        char *end;
+        long n = e->d_name[0] == 'p' ? strtol(e->d_name + 1, &end, 10) : -1;
+        if (n < 0 || n >= 1000000 || end == e->d_name + 1 || *end) continue;
+        if (!ka_grow_parts(t, (int32_t)n + 1)) {
+            st = ec_fail(err, EC_ENOMEM, "out of memory");
+            break;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", k->dir, e->d_name);
+        st = replay_queue(k, t->parts[n], path, err);
+    }
+    closedir(d);
+    return st;
+}
+
+/* removes the segment files and markers of a buffer directory (hybrid mode
+ * starts empty) */
+static void wipe_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strcmp(e->d_name, "commit") && (n < 4 || strcmp(e->d_name + n - 4, ".seg"))) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+ec_status kdisk_wipe(const char *dir, ec_error *err) {
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return ec_fail(err, EC_EINVAL, "cannot create %s: %s", dir, strerror(errno));
+    wipe_files(dir);
+    DIR *d = opendir(dir);
+    if (!d) return EC_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != 'p') continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        wipe_files(path);
+    }
+    closedir(d);
+    return EC_OK;
+}
+
+/* Destroy, once the pump stopped: q's staged records written to disk (disk
+ * mode: kept for the next start) and, with the read-ahead and cached ones,
+ * chained onto *rest to be answered; the callers of records only on disk
+ * answered resource_stopped here. Returns how many were answered here. */
+uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest) {
+    uint64_t n = 0;
+    for (krec *r = q->stage, *next; r; r = next) {
+        next = r->next;
+        uint32_t len;
+        const uint8_t *b = encode(k, r, &len);
+        ec_error err;
+        uint64_t id;
+        if (k->mode == KCONF_BUF_DISK && b && dq_open(k, q, &err) == EC_OK)
+            segq_append(q->dq, b, len, &id, &err);
+        r->next = *rest;
+        *rest = r;
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+    }
+    q->stage = NULL;
+    if (q->peek) {
+        q->peek->next = *rest;
+        *rest = q->peek;
+        q->peek = NULL;
+    }
+    for (krec *r = q->ch, *next; r; r = next) { /* on disk too: kept for the next start */
+        next = r->next;
+        r->next = *rest;
+        *rest = r;
+    }
+    q->ch = q->ct = NULL;
+    q->cn = 0;
+    for (size_t j = 0; j < q->tok_n; j++) { /* records on disk: their callers */
+        tokrun *tr = &q->toks[q->tok_head + j];
+        for (uint64_t c = 0; c < tr->n; c++)
+            if (k->reply) k->reply(k->reply_ctx, tr->token, "resource_stopped", -1, -1);
+        n += tr->n;
+    }
+    q->tok_n = 0;
+    return n;
+}
+
+/* frees q's disk part (closed: what is on disk stays) */
+void kdisk_free_queue(kqueue *q) {
+    segq_close(q->dq);
+    free(q->peek);
+    for (krec *r = q->ch, *n; r; r = n)
+        n = r->next, free(r);
+    free(q->toks);
+}
