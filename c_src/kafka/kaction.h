@@ -9,7 +9,9 @@
  * per_partition_limit estimated bytes, the oldest records are dropped
  * (dropped.queue_full). Records whose topic's partition count is not known yet
  * (Kafka unreachable) wait in a per-topic queue and get their partition once
- * metadata arrives.
+ * metadata arrives. buffer.mode disk keeps every queue in segment files (one
+ * directory per partition, replayed at start), hybrid spills a partition's
+ * queue to them past segment_bytes; the pump thread does that file I/O.
  *
  * Outcomes: every record that reached a buffer ends in exactly one of
  * success, failed or dropped.*; when a token was given, the reply function is
