@@ -528,7 +528,8 @@ static bool sendable(kaction *k) {
             kqueue *q = t->parts[p];
             if (q->stage) return true;
             if (p >= t->count) continue;
-            uint32_t e = q->head ? q->head->est : q->peek ? q->peek->est : q->dq_n ? 1 : 0;
+            bool readable = q->dq_n && (!q->read_again_ms || ka_now_ms() >= q->read_again_ms);
+            uint32_t e = q->head ? q->head->est : q->peek ? q->peek->est : readable ? 1 : 0;
             if (e && ka_window_room(k, q, e)) return true;
         }
     }

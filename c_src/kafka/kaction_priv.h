@@ -30,6 +30,7 @@
 #define DQ_NONE                UINT64_MAX
 #define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
 #define CACHE_MAX              (4u << 20)  /* RAM for written records kept to send (per action) */
+#define READ_RETRY_MS          1000        /* a disk part that failed to read waits this long */
 
 typedef struct ktopic ktopic;
 
@@ -77,12 +78,13 @@ struct kqueue {
     bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
     int32_t index; /* partition; -1: the topic's pending queue */
     segq *dq;
-    uint64_t dq_n;       /* records on disk not handed out (peek not counted) */
-    uint64_t replay_end; /* ids below it were read back at start */
-    krec *peek;          /* the oldest record on disk, read ahead */
-    krec *ch, *ct;       /* cached: RAM copies of the next records on disk to read, */
-    uint64_t cfirst, cn; /* ids cfirst.. (no reading back, no decoding) */
-    tokrun *toks;        /* tokens of records on disk, by id */
+    uint64_t dq_n;         /* records on disk not handed out (peek not counted) */
+    uint64_t replay_end;   /* ids below it were read back at start */
+    krec *peek;            /* the oldest record on disk, read ahead */
+    int64_t read_again_ms; /* after a read error: no reading before then */
+    krec *ch, *ct;         /* cached: RAM copies of the next records on disk to read, */
+    uint64_t cfirst, cn;   /* ids cfirst.. (no reading back, no decoding) */
+    tokrun *toks;          /* tokens of records on disk, by id */
     size_t tok_head, tok_n, tok_cap;
     /* written by the delivery thread too: a cache line of its own */
     _Alignas(64) _Atomic uint64_t inflight_bytes;

@@ -245,11 +245,15 @@ static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
         uint32_t n;
         uint64_t id;
         ec_error err;
+        if (q->read_again_ms && ka_now_ms() < q->read_again_ms) return NULL;
         int got = segq_next(q->dq, &d, &n, &id, &err);
-        if (got != 1) {
-            if (got < 0) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+        if (got != 1) { /* tried again later, not at every turn of the pump */
+            if (got == 0) ec_fail(&err, EC_EINVAL, "records missing from the disk buffer");
+            fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+            q->read_again_ms = ka_now_ms() + READ_RETRY_MS;
             return NULL;
         }
+        q->read_again_ms = 0;
         q->dq_n--;
         if (q->cn && id == q->cfirst) { /* its RAM copy */
             krec *r = q->ch;

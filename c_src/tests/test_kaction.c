@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -662,6 +663,40 @@ TEST(kaction_hybrid_spills_past_segment_bytes) {
     CHECK_INT(km.queuing, 0);
     CHECK_INT(km.replayed, 0);
     CHECK_INT(seg_files(p0), 0);
+    fx_stop(&f);
+    disk_mode_done();
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* The segment files of a disk buffer removed under the action: reading
+ * back fails; the pump reports it and tries again a second later instead of
+ * spinning on it. */
+TEST(kaction_disk_read_error_does_not_spin) {
+    fixture f;
+    char p0[96], cmd[160];
+    REQUIRE(outage_start(&f, "\"mode\":\"disk\",\"segment_bytes\":\"4KB\"", p0, sizeof p0));
+    for (int i = 0; i < 50; i++)
+        CHECK(send_one(f.k, &f.a, "k1", 100) == EC_OK);
+    kaction_metrics km;
+    CHECK(wait_settled(f.k, &km));
+    CHECK_INT(km.queuing, 49);
+    snprintf(cmd, sizeof cmd, "rm -f %s/*.seg", p0);
+    CHECK(system(cmd) == 0);
+    rd_kafka_mock_broker_set_up(f.m.mc, 1);
+    CHECK(wait_replies(&f.r, 2, 10000)); /* the record in flight */
+    sleep_ms(500);
+    double before = cpu_seconds();
+    sleep_ms(1500);
+    double used = cpu_seconds() - before;
+    CHECK(used < 0.5); /* a spinning pump would take a whole core */
+    kaction_get_metrics(f.k, &km);
+    CHECK(km.queuing > 0); /* what could not be read stays counted */
     fx_stop(&f);
     disk_mode_done();
 }
