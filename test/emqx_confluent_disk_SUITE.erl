@@ -96,8 +96,8 @@ t_kill9_nothing_lost(Config) ->
                                     ok = send(A, N),
                                     #{queuing := N} = ?NIF:action_metrics(A),
                                     %% the action's pump writes accepted records to
-                                    %% disk within a millisecond or so (senders never
-                                    %% do file I/O); the kill comes once it has
+                                    %% disk as soon as it is woken (senders never do
+                                    %% file I/O); the kill comes once it has
                                     timer:sleep(300),
                                     %% keep the action alive in a process of its own
                                     spawn(fun() -> receive after infinity -> A end end),

@@ -359,6 +359,16 @@ static bool usable(const ktopic *t, const kqueue *q) {
     return q->index >= 0 && t->count > 0 && q->index < t->count;
 }
 
+/* r leaves q's buffer into its window and the pump's batch */
+static void send_out(kaction *k, kqueue *q, krec *r, krec **batch, int *nb) {
+    r->q = q;
+    ka_window_take(q, r);
+    batch[(*nb)++] = r;
+    pthread_mutex_lock(&k->mu);
+    q->bytes -= r->est;
+    pthread_mutex_unlock(&k->mu);
+}
+
 /* Writes r (staged for q, or moved there from the pending queue) to q's disk
  * part, or hands it out at once when nothing is ahead of it and the window
  * has room (into batch). *cur: q's buffered bytes before r. */
@@ -390,12 +400,7 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
     }
     if (direct) {
         r->dq_id = id;
-        r->q = q;
-        ka_window_take(q, r);
-        batch[(*nb)++] = r;
-        pthread_mutex_lock(&k->mu);
-        q->bytes -= r->est;
-        pthread_mutex_unlock(&k->mu);
+        send_out(k, q, r, batch, nb);
         return;
     }
     /* kept in RAM too while it is the next to read (nothing unread on disk
@@ -489,11 +494,7 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, krec **batch,
     while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
            ka_window_room(k, q, r->est)) {
         q->peek = NULL;
-        ka_window_take(q, r);
-        batch[(*nb)++] = r;
-        pthread_mutex_lock(&k->mu);
-        q->bytes -= r->est;
-        pthread_mutex_unlock(&k->mu);
+        send_out(k, q, r, batch, nb);
     }
     pthread_mutex_lock(&k->mu);
     if (!q->peek && !q->dq_n && !q->stage) q->spilled = false;
