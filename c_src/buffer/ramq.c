@@ -1,0 +1,155 @@
+/* ramq.c - the RAM record FIFO; see ramq.h. */
+#include "ramq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ramq_chunk {
+    ramq_chunk *next;
+    uint32_t size; /* bytes of data[] */
+    uint32_t used; /* write offset */
+    uint8_t data[];
+};
+
+void ramq_init(ramq *q) {
+    memset(q, 0, sizeof *q);
+}
+
+size_t ramq_varint_len(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80)
+        v >>= 7, n++;
+    return n;
+}
+
+uint8_t *ramq_put_varint(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+bool ramq_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    uint64_t r = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void chunk_free(ramq *q, ramq_chunk *c) {
+    q->mem -= sizeof *c + c->size;
+    free(c);
+}
+
+uint8_t *ramq_push(ramq *q, size_t len) {
+    if (len > RAMQ_MAX_RECORD) return NULL;
+    size_t need = ramq_varint_len(len) + len;
+    ramq_chunk *t = q->tail;
+    if (!t || t->size - t->used < need) {
+        /* the next chunk: twice the tail's size while the queue grows */
+        size_t size = t ? 2 * (size_t)t->size : RAMQ_CHUNK_MIN;
+        if (size > RAMQ_CHUNK_MAX) size = RAMQ_CHUNK_MAX;
+        if (size < need) size = need;
+        ramq_chunk *c = malloc(sizeof *c + size);
+        if (!c) return NULL;
+        c->next = NULL;
+        c->size = (uint32_t)size;
+        c->used = 0;
+        q->mem += sizeof *c + size;
+        if (t && q->n == 0) { /* t: the only chunk, read to its end (kept by a loan) */
+            if (q->loaned) {
+                t->next = q->spent;
+                q->spent = t;
+            } else {
+                chunk_free(q, t);
+            }
+            t = NULL;
+        }
+        if (t)
+            t->next = c;
+        else
+            q->head = c, q->rd = 0;
+        q->tail = t = c;
+    }
+    uint8_t *p = ramq_put_varint(t->data + t->used, len);
+    t->used += (uint32_t)need;
+    q->n++;
+    return p;
+}
+
+const uint8_t *ramq_front(const ramq *q, size_t *len) {
+    if (!q->n) return NULL;
+    const ramq_chunk *h = q->head;
+    const uint8_t *p = h->data + q->rd, *end = h->data + h->used;
+    uint64_t v = 0;
+    ramq_get_varint(&p, end, &v); /* written by ramq_push: always whole */
+    *len = (size_t)v;
+    return p;
+}
+
+/* the head chunk is read to its end: it goes (or waits for the loan) */
+static void retire_head(ramq *q) {
+    ramq_chunk *h = q->head;
+    if (h == q->tail) {        /* the queue is empty: keep one small chunk */
+        if (q->loaned) return; /* its bytes may be out on loan */
+        if (h->size > RAMQ_CHUNK_MIN) {
+            chunk_free(q, h);
+            q->head = q->tail = NULL;
+        } else {
+            h->used = 0;
+        }
+        q->rd = 0;
+        return;
+    }
+    q->head = h->next;
+    q->rd = 0;
+    if (q->loaned) {
+        h->next = q->spent;
+        q->spent = h;
+    } else {
+        chunk_free(q, h);
+    }
+}
+
+void ramq_pop(ramq *q) {
+    size_t len;
+    const uint8_t *p = ramq_front(q, &len);
+    if (!p) return;
+    q->rd = (uint32_t)(p + len - q->head->data);
+    q->n--;
+    if (q->rd == q->head->used) retire_head(q);
+}
+
+void ramq_loan(ramq *q) {
+    q->loaned = true;
+}
+
+void ramq_unloan(ramq *q) {
+    q->loaned = false;
+    for (ramq_chunk *c = q->spent, *n; c; c = n) {
+        n = c->next;
+        chunk_free(q, c);
+    }
+    q->spent = NULL;
+    if (q->head && q->head == q->tail && !q->n) retire_head(q); /* emptied during the loan */
+}
+
+void ramq_free(ramq *q) {
+    for (ramq_chunk *c = q->head, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    for (ramq_chunk *c = q->spent, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    ramq_init(q);
+}

@@ -1,0 +1,67 @@
+/* ramq.h - a FIFO of byte records in RAM: the storage of buffer.mode memory
+ * and of hybrid's RAM part (sink-behaviour.md §6), one queue per
+ * topic-partition.
+ *
+ * Records are laid end to end in chunks, each behind a 1-5 byte length, so
+ * a buffered record costs its bytes and almost nothing else (no allocation
+ * per record). Chunks grow from RAMQ_CHUNK_MIN to RAMQ_CHUNK_MAX bytes while
+ * the queue grows (a record larger than that gets a chunk of its own) and go
+ * back to the allocator once read past; an empty queue keeps at most one
+ * small chunk.
+ *
+ * A loan keeps the bytes of records popped from the head valid after the
+ * pop: chunks read past while a loan is open are freed by ramq_unloan, not
+ * before. The producer action's pump pops records under the action's lock
+ * and hands them to librdkafka (which copies them) without it.
+ *
+ * Not thread-safe: the caller locks. No allocation happens outside
+ * ramq_push; ramq_pop and ramq_unloan only free. */
+#ifndef EC_RAMQ_H
+#define EC_RAMQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAMQ_CHUNK_MIN  4096u
+#define RAMQ_CHUNK_MAX  65536u
+#define RAMQ_MAX_RECORD (1u << 30) /* larger pushes fail */
+
+typedef struct ramq_chunk ramq_chunk;
+
+typedef struct ramq {
+    ramq_chunk *head, *tail;
+    ramq_chunk *spent; /* read past while loaned: freed by ramq_unloan */
+    uint32_t rd;       /* read offset in head */
+    bool loaned;
+    uint64_t n;   /* records */
+    uint64_t mem; /* bytes of the chunks held (spent ones included) */
+} ramq;
+
+void ramq_init(ramq *q);
+
+/* Appends a record of len bytes and returns where to write them (before the
+ * queue is used again); NULL when out of memory or len > RAMQ_MAX_RECORD. */
+uint8_t *ramq_push(ramq *q, size_t len);
+
+/* The oldest record (NULL when empty), its length in *len. */
+const uint8_t *ramq_front(const ramq *q, size_t *len);
+
+/* Removes the oldest record (the queue must not be empty). */
+void ramq_pop(ramq *q);
+
+/* Opens a loan: the bytes of records popped from now on stay valid until
+ * ramq_unloan. Loans do not nest. */
+void ramq_loan(ramq *q);
+void ramq_unloan(ramq *q);
+
+/* Frees every chunk (a loan must not be open). */
+void ramq_free(ramq *q);
+
+/* varints, little-endian base 128, as the record forms inside use them */
+size_t ramq_varint_len(uint64_t v);
+uint8_t *ramq_put_varint(uint8_t *p, uint64_t v);
+/* reads a varint at *p (below end); false when it is cut or too long */
+bool ramq_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
+#endif
