@@ -1,8 +1,11 @@
-/* kaction.c - the producer action runtime; see kaction.h. Rendering and
- * sending, the RAM queues, the pump thread (hands records to librdkafka),
- * the metadata thread, delivery reports (librdkafka's poll thread, kprod),
- * life cycle. The disk part of the queues is kdisk.c; locking in
- * kaction_priv.h. */
+/* kaction.c - the producer action runtime; see kaction.h. Senders render a
+ * record and append it to its partition's queue; the RAM part of a queue is
+ * a ring of records in their compact form (no allocation per record) behind
+ * a list of records of their own (those librdkafka refused for now). The
+ * pump thread hands records to librdkafka (which copies them), serves the
+ * delivery reports and errors itself and keeps each partition's in-flight
+ * window; the metadata thread asks partition counts; life cycle. The disk
+ * part of the queues is kdisk.c; threads and locking in kaction_priv.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +36,12 @@ uint64_t kaction_estimate_size(size_t key_len, size_t val_len, const size_t *hdr
     return f + vlen_zz((int64_t)(h + f));
 }
 
+/* -- answering records -- */
+
+/* a record of its own reaches its end: off the disk (unless the action is
+ * closing with it unsent: then it is replayed at the next start), its
+ * caller answered, freed */
 static void finish(kaction *k, krec *r, const char *error, int32_t partition, int64_t offset) {
-    /* on disk: the record's fate is final unless the action is closing with
-     * it unsent (then it is replayed at the next start) */
     if (r->dq_id != DQ_NONE && !(atomic_load(&k->closing) && error)) {
         ec_error err;
         pthread_mutex_lock(&k->dmu);
@@ -44,39 +50,6 @@ static void finish(kaction *k, krec *r, const char *error, int32_t partition, in
     }
     if (r->token && k->reply) k->reply(k->reply_ctx, r->token, error, partition, offset);
     free(r);
-}
-
-/* -- queues (caller holds k->mu) -- */
-
-static void q_push(kqueue *q, krec *r) {
-    r->next = NULL;
-    if (q->tail)
-        q->tail->next = r;
-    else
-        q->head = r;
-    q->tail = r;
-    q->bytes += r->est;
-    q->ram_bytes += r->est;
-}
-
-krec *ka_q_pop(kqueue *q) {
-    krec *r = q->head;
-    if (!r) return NULL;
-    q->head = r->next;
-    if (!q->head) q->tail = NULL;
-    q->bytes -= r->est;
-    q->ram_bytes -= r->est;
-    return r;
-}
-
-/* Takes q's oldest record out of the buffer for good (dropped, expired,
- * failed) onto the chain *out, to be answered outside the lock. */
-static void q_take(kaction *k, kqueue *q, krec **out) {
-    krec *r = ka_q_pop(q);
-    atomic_fetch_sub(&k->m.queuing, 1);
-    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-    r->next = *out;
-    *out = r;
 }
 
 /* Answers a chain of records taken out of the buffers (no lock held), each
@@ -92,14 +65,289 @@ void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1
     }
 }
 
+void ka_answer_dropped(kaction *k, krec *list) {
+    ka_answer_all(k, list, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
+}
+
+/* Records taken out of a RAM part to be answered outside the lock: records
+ * of their own on a chain, ring records as tokens. */
+typedef struct ktaken {
+    krec *list;
+    ktoks toks;
+} ktaken;
+
+/* one ring record taken out; its token kept for the answer (when the token
+ * array cannot grow, answered at once: why) */
+static void toks_add(kaction *k, ktoks *t, void *token, const char *why) {
+    t->count++;
+    if (!token) return;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        void **nv = realloc(t->v, cap * sizeof *nv);
+        if (!nv) {
+            if (k->reply) k->reply(k->reply_ctx, token, why, -1, -1);
+            return;
+        }
+        t->v = nv;
+        t->cap = cap;
+    }
+    t->v[t->n++] = token;
+}
+
+/* answers what was taken (no lock held), counted in c1 and c2 (when not
+ * NULL); the token array is kept for the next time */
+static void taken_answer(kaction *k, ktaken *t, const char *why, _Atomic uint64_t *c1,
+                         _Atomic uint64_t *c2) {
+    ka_answer_all(k, t->list, why, c1, c2);
+    t->list = NULL;
+    if (t->toks.count) {
+        atomic_fetch_add(c1, t->toks.count);
+        if (c2) atomic_fetch_add(c2, t->toks.count);
+    }
+    for (size_t i = 0; i < t->toks.n; i++)
+        if (k->reply) k->reply(k->reply_ctx, t->toks.v[i], why, -1, -1);
+    t->toks.n = 0;
+    t->toks.count = 0;
+}
+
+static void taken_free(ktaken *t) {
+    free(t->toks.v);
+    t->toks.v = NULL;
+    t->toks.cap = 0;
+}
+
+/* -- records in their compact form (the ring of a queue; kaction_priv.h) -- */
+
+#define RF_TOKEN 1
+#define RF_HDRS  2
+#define MAX_HDRS 256
+
+static uint64_t zz(int64_t v) {
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzz(uint64_t u) {
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+/* a - b and a + b without overflow (timestamps may be anything) */
+static int64_t sub64(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+
+static int64_t add64(int64_t a, int64_t b) {
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+/* Walks the n headers of a compact record (varint length, name, varint
+ * length, value): their lengths into lens (2n) and, when out is not NULL,
+ * their parts. False when the bytes do not hold them. */
+static bool hdrs_walk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *lens,
+                      kprod_header *out) {
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t kl, vl;
+        if (!ramq_get_varint(&p, end, &kl) || kl > (uint64_t)(end - p)) return false;
+        const uint8_t *key = p;
+        p += kl;
+        if (!ramq_get_varint(&p, end, &vl) || vl > (uint64_t)(end - p)) return false;
+        lens[2 * i] = (size_t)kl;
+        lens[2 * i + 1] = (size_t)vl;
+        if (out) out[i] = (kprod_header){(const char *)key, (size_t)kl, p, (size_t)vl};
+        p += vl;
+    }
+    return true;
+}
+
+/* appends v to q's ring (k->mu held); false when out of memory */
+static bool ring_put(kaction *k, kqueue *q, const kview *v) {
+    bool tok = v->token != q->w.token;
+    uint64_t dts = zz(sub64(v->ts, q->w.ts)), dborn = zz(sub64(v->born_ms, q->w.born_ms));
+    size_t len = 1 + ramq_varint_len(v->klen) + ramq_varint_len(v->vlen) + ramq_varint_len(dts) +
+                 (k->max_age_ms ? ramq_varint_len(dborn) : 0) + (tok ? sizeof v->token : 0) +
+                 (v->nh ? ramq_varint_len(v->nh) : 0) + v->klen + v->vlen + v->hbytes;
+    uint8_t *p = ramq_push(&q->ring, len);
+    if (!p) return false;
+    *p++ = (uint8_t)((tok ? RF_TOKEN : 0) | (v->nh ? RF_HDRS : 0));
+    p = ramq_put_varint(p, v->klen);
+    p = ramq_put_varint(p, v->vlen);
+    p = ramq_put_varint(p, dts);
+    if (k->max_age_ms) p = ramq_put_varint(p, dborn);
+    if (tok) {
+        memcpy(p, &v->token, sizeof v->token);
+        p += sizeof v->token;
+    }
+    if (v->nh) p = ramq_put_varint(p, v->nh);
+    if (v->klen) memcpy(p, v->key, v->klen);
+    p += v->klen;
+    if (v->vlen) memcpy(p, v->val, v->vlen);
+    p += v->vlen;
+    if (v->hbytes) memcpy(p, v->hdrs, v->hbytes);
+    q->w = (ring_state){v->ts, v->born_ms, v->token};
+    return true;
+}
+
+/* q's oldest ring record decoded into v (k->mu held); false when the ring
+ * is empty */
+static bool ring_peek(const kaction *k, const kqueue *q, kview *v) {
+    size_t len;
+    const uint8_t *p = ramq_front(&q->ring, &len);
+    if (!p) return false;
+    const uint8_t *end = p + len;
+    uint8_t flags = *p++;
+    uint64_t kl = 0, vl = 0, dts = 0, dborn = 0, nh = 0;
+    ramq_get_varint(&p, end, &kl);
+    ramq_get_varint(&p, end, &vl);
+    ramq_get_varint(&p, end, &dts);
+    if (k->max_age_ms) ramq_get_varint(&p, end, &dborn);
+    v->token = q->r.token;
+    if (flags & RF_TOKEN) {
+        memcpy(&v->token, p, sizeof v->token);
+        p += sizeof v->token;
+    }
+    if (flags & RF_HDRS) ramq_get_varint(&p, end, &nh);
+    v->ts = add64(q->r.ts, unzz(dts));
+    v->born_ms = k->max_age_ms ? add64(q->r.born_ms, unzz(dborn)) : 0;
+    v->klen = (uint32_t)kl;
+    v->vlen = (uint32_t)vl;
+    v->nh = (uint32_t)nh;
+    v->key = p;
+    v->val = p + kl;
+    v->hdrs = v->val + vl;
+    v->hbytes = (uint32_t)(end - v->hdrs);
+    size_t hl[2 * MAX_HDRS];
+    if (v->nh) hdrs_walk(v->hdrs, end, v->nh, hl, NULL); /* written by ring_put: whole */
+    v->est = (uint32_t)kaction_estimate_size(v->klen, v->vlen, hl, v->nh);
+    return true;
+}
+
+/* removes q's oldest ring record, v (its ring_peek) */
+static void ring_pop(kqueue *q, const kview *v) {
+    q->r = (ring_state){v->ts, v->born_ms, v->token};
+    ramq_pop(&q->ring);
+}
+
+/* a record of its own from a view (NULL: out of memory) */
+static krec *materialize(const kview *v) {
+    krec *r = malloc(sizeof *r + v->nh * sizeof(kprod_header) + v->klen + v->vlen + v->hbytes);
+    if (!r) return NULL;
+    char *d = r->data;
+    r->hdrs = (kprod_header *)d;
+    d += v->nh * sizeof(kprod_header);
+    r->key = d;
+    if (v->klen) memcpy(d, v->key, v->klen);
+    d += v->klen;
+    r->val = d;
+    if (v->vlen) memcpy(d, v->val, v->vlen);
+    d += v->vlen;
+    if (v->hbytes) memcpy(d, v->hdrs, v->hbytes);
+    size_t hl[2 * MAX_HDRS];
+    if (v->nh) hdrs_walk((const uint8_t *)d, (const uint8_t *)d + v->hbytes, v->nh, hl, r->hdrs);
+    r->klen = v->klen;
+    r->vlen = v->vlen;
+    r->nh = v->nh;
+    r->ts = v->ts;
+    r->born_ms = v->born_ms;
+    r->est = v->est;
+    r->token = v->token;
+    r->dq_id = DQ_NONE;
+    r->replayed = false;
+    r->next = NULL;
+    r->topic = NULL;
+    r->q = NULL;
+    r->partition = -1;
+    return r;
+}
+
+/* -- the RAM part of a queue (k->mu held): the list, then the ring -- */
+
+static void list_push(kqueue *q, krec *r) {
+    r->next = NULL;
+    if (q->tail)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+}
+
+static krec *list_pop(kqueue *q) {
+    krec *r = q->head;
+    q->head = r->next;
+    if (!q->head) q->tail = NULL;
+    return r;
+}
+
+bool ka_ram_any(const kqueue *q) {
+    return q->head || q->ring.n;
+}
+
+/* q's oldest RAM record into o (o->r, or o->r NULL and the view o->v);
+ * false when the RAM part is empty */
+static bool ram_peek(const kaction *k, kqueue *q, kout *o) {
+    o->q = q;
+    o->r = q->head;
+    return o->r || ring_peek(k, q, &o->v);
+}
+
+static uint32_t out_est(const kout *o) {
+    return o->r ? o->r->est : o->v.est;
+}
+
+static int64_t out_born(const kout *o) {
+    return o->r ? o->r->born_ms : o->v.born_ms;
+}
+
+/* o (q's oldest RAM record, from ram_peek) leaves the RAM part, with the
+ * byte counts (the metrics are the caller's) */
+static void ram_pop(kqueue *q, const kout *o) {
+    if (o->r)
+        list_pop(q);
+    else
+        ring_pop(q, &o->v);
+    q->bytes -= out_est(o);
+    q->ram_bytes -= out_est(o);
+}
+
+uint32_t ka_ram_head_est(kaction *k, kqueue *q) {
+    kout o;
+    return ram_peek(k, q, &o) ? out_est(&o) : 0;
+}
+
+krec *ka_ram_take(kaction *k, kqueue *q) {
+    kout o;
+    if (!ram_peek(k, q, &o)) return NULL;
+    krec *r = o.r ? o.r : materialize(&o.v);
+    if (!r) return NULL;
+    ram_pop(q, &o);
+    return r;
+}
+
+/* takes o (q's oldest RAM record) out of the buffer for good onto *out */
+static void ram_drop(kaction *k, kqueue *q, const kout *o, ktaken *out, const char *why) {
+    ram_pop(q, o);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, out_est(o));
+    if (o->r) {
+        o->r->next = out->list;
+        out->list = o->r;
+    } else {
+        toks_add(k, &out->toks, o->v.token, why);
+    }
+}
+
+/* every RAM record of q taken out (to fail them) */
+static void drain_all(kaction *k, kqueue *q, ktaken *out, const char *why) {
+    kout o;
+    while (ram_peek(k, q, &o))
+        ram_drop(k, q, &o, out, why);
+}
+
 /* Evicts from the head (oldest first) after `appended` bytes were added
  * (sink-behaviour.md §6.2-6.3). Normally: while the removed bytes stay within
  * the excess over per_partition_limit, at least one record. Under memory
  * pressure (memory_overload_protection and the host above its watermark):
  * at least min(appended, bytes above the reserve max_inflight x
- * max_batch_bytes), rounded up to whole records, if that is more. Evicted
- * records are chained onto *dropped to be answered outside the lock. */
-static void enforce_limit(kaction *k, kqueue *q, uint64_t appended, krec **dropped) {
+ * max_batch_bytes), rounded up to whole records, if that is more. */
+static void enforce_limit(kaction *k, kqueue *q, uint64_t appended, ktaken *dropped) {
     uint64_t excess = q->bytes > k->per_partition_limit ? q->bytes - k->per_partition_limit : 0;
     uint64_t pressure = 0;
     if (k->overload_protection && atomic_load(&k->high_mem) && q->bytes > k->window) {
@@ -109,10 +357,12 @@ static void enforce_limit(kaction *k, kqueue *q, uint64_t appended, krec **dropp
     if (!excess && !pressure) return;
     bool at_least = pressure > excess; /* the high-memory rule removes at least that much */
     uint64_t target = at_least ? pressure : excess, removed = 0;
+    kout o;
+    if (!ram_peek(k, q, &o)) return;
     do {
-        removed += q->head->est;
-        q_take(k, q, dropped);
-    } while (q->head && (at_least ? removed < target : removed + q->head->est <= target));
+        removed += out_est(&o);
+        ram_drop(k, q, &o, dropped, "buffer_overflow");
+    } while (ram_peek(k, q, &o) && (at_least ? removed < target : removed + out_est(&o) <= target));
 }
 
 /* Host memory in use, percent (Linux /proc/meminfo); -1 when unknown. */
@@ -135,11 +385,6 @@ static int high_watermark_pct(void) {
     const char *e = getenv("EC_SYSMEM_HIGH_WATERMARK");
     int v = e ? atoi(e) : 70;
     return v > 0 && v <= 100 ? v : 70;
-}
-
-/* Answers records evicted by the buffer limit (outside the lock). */
-void ka_answer_dropped(kaction *k, krec *list) {
-    ka_answer_all(k, list, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
 }
 
 int32_t ka_pick(kaction *k, const krec *r, int32_t count) {
@@ -166,21 +411,42 @@ bool ka_grow_parts(ktopic *t, int32_t count) {
     return true;
 }
 
-/* room in q's window for est more bytes (max_inflight x max_batch_bytes;
- * one record always fits an empty window) */
+/* -- in-flight windows and stalls (the pump's) -- */
+
+/* Room in q's window for est more bytes: max_inflight x max_batch_bytes,
+ * and nothing more while the partition stalls (records out get no answer:
+ * EMQX sends nothing to a leader it is not connected to). One record always
+ * goes to an empty window. */
 bool ka_window_room(const kaction *k, kqueue *q, uint32_t est) {
-    return atomic_load(&q->inflight) == 0 || atomic_load(&q->inflight_bytes) + est <= k->window;
+    if (!q->inflight) return true;
+    return !q->stalled && q->inflight_bytes + est <= k->window;
 }
 
-void ka_window_take(kqueue *q, krec *r) {
-    r->q = q;
-    atomic_fetch_add(&q->inflight, 1);
-    atomic_fetch_add(&q->inflight_bytes, r->est);
+void ka_window_take(kaction *k, kqueue *q, uint32_t est) {
+    if (!q->inflight++) q->progress_ms = k->now_ms; /* silence is timed from here */
+    q->inflight_bytes += est;
+    atomic_fetch_add(&k->m.inflight, 1);
 }
 
-static void window_give(krec *r) {
-    atomic_fetch_sub(&r->q->inflight_bytes, r->est);
-    atomic_fetch_sub(&r->q->inflight, 1);
+/* a record leaves q's window; answered: Kafka answered it (the partition
+ * is not stalled), else librdkafka refused it */
+static void window_give(kaction *k, kqueue *q, uint32_t est, bool answered) {
+    q->inflight_bytes -= est;
+    if (!--q->inflight) q->inflight_bytes = 0;
+    if (answered) {
+        q->stalled = false;
+        q->progress_ms = k->now_ms;
+    }
+    atomic_fetch_sub(&k->m.inflight, 1);
+}
+
+/* A partition stalls when a broker connection failed (on_trouble: librdkafka
+ * does not say which partitions lead there, so every partition; those on a
+ * healthy leader are answered within a round trip), or when its records out
+ * got no answer for the stall time. A stalled partition with nothing out
+ * still sends one record: its answer (the leader back) ends the stall. */
+static void check_stall(kaction *k, kqueue *q, bool trouble) {
+    if (trouble || (q->inflight && k->now_ms - q->progress_ms >= k->stall_ms)) q->stalled = true;
 }
 
 /* wakes the pump when it sleeps (caller holds k->mu) */
@@ -233,12 +499,34 @@ static bool to_disk(const kaction *k, const ktopic *t, const kqueue *q, uint32_t
            (q != &t->pending && t->pending.bytes);
 }
 
-/* -- sending -- */
+/* r staged for the pump to write to q's disk part (k->mu held); records
+ * not written yet beyond the bound dropped onto *dropped */
+static void stage_record(kaction *k, kqueue *q, krec *r, krec **dropped) {
+    q->spilled = true;
+    stage_push(q, r);
+    atomic_fetch_add(&k->m.queuing, 1);
+    atomic_fetch_add(&k->m.queuing_bytes, r->est);
+    /* senders outrunning the disk writer: RAM stays bounded, the oldest
+     * records not written yet go (the older ones on disk cannot be reached
+     * from here) */
+    uint64_t cap = k->per_partition_limit > STAGE_MAX ? k->per_partition_limit : STAGE_MAX;
+    while (q->stage_bytes > cap && q->stage != r) {
+        krec *o = q->stage;
+        q->stage = o->next;
+        q->stage_bytes -= o->est;
+        q->bytes -= o->est;
+        atomic_fetch_sub(&k->m.queuing, 1);
+        atomic_fetch_sub(&k->m.queuing_bytes, o->est);
+        o->next = *dropped;
+        *dropped = o;
+    }
+}
 
-static ec_status hand_off(kaction *k, krec *r, ec_error *err);
+/* -- sending -- */
 
 static _Thread_local arena scratch;
 static _Thread_local bool scratch_ready;
+static _Thread_local ktaken send_dropped; /* its token array is kept per thread */
 
 ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err) {
     atomic_fetch_add(&k->m.matched, 1);
@@ -268,119 +556,99 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         st = ec_fail(err, EC_EINVAL, "bad_topic: the topic renders to %zu bytes", tb.len);
         goto failed;
     }
-    size_t hbytes = 0, hl[2 * 256];
-    if (nh > 256) nh = 256;
-    for (uint32_t i = 0; i < nh; i++) {
-        hl[2 * i] = hp[i].klen;
-        hl[2 * i + 1] = hp[i].vlen;
-        hbytes += hp[i].klen + hp[i].vlen;
+    if (kb.len > UINT32_MAX / 2 || vb.len > UINT32_MAX / 2) {
+        st = ec_fail(err, EC_ELIMIT, "the record is too large to buffer");
+        goto failed;
     }
-    krec *r = malloc(sizeof *r + kb.len + vb.len + hbytes + nh * sizeof(kprod_header));
-    if (!r) {
+    if (nh > MAX_HDRS) nh = MAX_HDRS;
+    kview v = {.key = (const uint8_t *)kb.p,
+               .val = (const uint8_t *)vb.p,
+               .klen = (uint32_t)kb.len,
+               .vlen = (uint32_t)vb.len,
+               .nh = nh,
+               .ts = ts,
+               .born_ms = k->max_age_ms ? ka_now_ms() : 0,
+               .token = token};
+    size_t hl[2 * MAX_HDRS];
+    if (nh) { /* the headers in their compact form */
+        size_t hbytes = 0;
+        for (uint32_t i = 0; i < nh; i++) {
+            hl[2 * i] = hp[i].klen;
+            hl[2 * i + 1] = hp[i].vlen;
+            hbytes +=
+                ramq_varint_len(hp[i].klen) + hp[i].klen + ramq_varint_len(hp[i].vlen) + hp[i].vlen;
+        }
+        uint8_t *h = arena_alloc(a, hbytes), *p = h;
+        if (!h) {
+            st = ec_fail(err, EC_ENOMEM, "out of memory rendering the record");
+            goto failed;
+        }
+        for (uint32_t i = 0; i < nh; i++) {
+            p = ramq_put_varint(p, hp[i].klen);
+            memcpy(p, hp[i].k, hp[i].klen), p += hp[i].klen;
+            p = ramq_put_varint(p, hp[i].vlen);
+            memcpy(p, hp[i].v, hp[i].vlen), p += hp[i].vlen;
+        }
+        v.hdrs = h;
+        v.hbytes = (uint32_t)hbytes;
+    }
+    v.est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
+    /* disk mode: a record of its own for the pump to write (made before the lock) */
+    krec *r = k->mode == KCONF_BUF_DISK ? materialize(&v) : NULL, *staged_out = NULL;
+    if (k->mode == KCONF_BUF_DISK && !r) {
         st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
         goto failed;
     }
-    char *d = r->data;
-    r->hdrs = (kprod_header *)d;
-    d += nh * sizeof(kprod_header);
-    r->key = d;
-    if (kb.len) memcpy(d, kb.p, kb.len);
-    d += kb.len;
-    r->val = d;
-    if (vb.len) memcpy(d, vb.p, vb.len);
-    d += vb.len;
-    for (uint32_t i = 0; i < nh; i++) {
-        memcpy(d, hp[i].k, hp[i].klen);
-        r->hdrs[i].key = d;
-        r->hdrs[i].key_len = hp[i].klen;
-        d += hp[i].klen;
-        memcpy(d, hp[i].v, hp[i].vlen);
-        r->hdrs[i].val = d;
-        r->hdrs[i].val_len = hp[i].vlen;
-        d += hp[i].vlen;
-    }
-    r->klen = (uint32_t)kb.len;
-    r->vlen = (uint32_t)vb.len;
-    r->nh = nh;
-    r->ts = ts;
-    r->token = token;
-    r->est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
-    r->dq_id = DQ_NONE;
-    r->replayed = false;
-    r->born_ms = k->max_age_ms ? ka_now_ms() : 0;
-    krec *dropped = NULL;
+    ktaken *dropped = &send_dropped;
     pthread_mutex_lock(&k->mu);
     ktopic *t = k->fixed_topic ? k->fixed : topic_get(k, tb.p, tb.len);
     if (!t) {
         pthread_mutex_unlock(&k->mu);
-        r->token = NULL;
-        finish(k, r, "too many topics", -1, -1); /* off the disk again */
+        free(r);
         st = ec_fail(err, EC_ELIMIT, "too many distinct topics for one action (%d)",
                      KACTION_MAX_TOPICS);
         goto failed;
     }
     if (t->count == 0 && ka_now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
         pthread_mutex_unlock(&k->mu);
-        r->token = NULL;
-        finish(k, r, "unknown topic", -1, -1);
+        free(r);
         st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %s", t->name);
         goto failed;
     }
-    r->topic = t;
     kqueue *q;
+    int32_t partition = -1;
     if (t->count > 0) {
-        r->partition = ka_pick(k, r, t->count);
-        q = t->parts[r->partition];
+        partition = part_pick(k->strategy, kb.p, kb.len, t->count);
+        q = t->parts[partition];
     } else {
-        r->partition = -1;
         q = &t->pending;
     }
-    if (to_disk(k, t, q, r->est)) { /* the pump writes it */
-        q->spilled = true;
-        stage_push(q, r);
+    if (r || to_disk(k, t, q, v.est)) { /* the pump writes it */
+        if (!r && !(r = materialize(&v))) {
+            pthread_mutex_unlock(&k->mu);
+            st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
+            goto failed;
+        }
+        r->topic = t;
+        r->partition = partition;
+        stage_record(k, q, r, &staged_out);
+    } else {
+        if (!ring_put(k, q, &v)) {
+            pthread_mutex_unlock(&k->mu);
+            st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
+            goto failed;
+        }
+        q->bytes += v.est;
+        q->ram_bytes += v.est;
         atomic_fetch_add(&k->m.queuing, 1);
-        atomic_fetch_add(&k->m.queuing_bytes, r->est);
-        /* senders outrunning the disk writer: RAM stays bounded, the oldest
-         * records not written yet go (the older ones on disk cannot be
-         * reached from here) */
-        uint64_t cap = k->per_partition_limit > STAGE_MAX ? k->per_partition_limit : STAGE_MAX;
-        while (q->stage_bytes > cap && q->stage != r) {
-            krec *o = q->stage;
-            q->stage = o->next;
-            q->stage_bytes -= o->est;
-            q->bytes -= o->est;
-            atomic_fetch_sub(&k->m.queuing, 1);
-            atomic_fetch_sub(&k->m.queuing_bytes, o->est);
-            o->next = dropped;
-            dropped = o;
-        }
-        wake_pump(k);
-        pthread_mutex_unlock(&k->mu);
-        ka_answer_dropped(k, dropped);
-        arena_reset(a);
-        return EC_OK;
+        atomic_fetch_add(&k->m.queuing_bytes, v.est);
+        enforce_limit(k, q, v.est, dropped);
     }
-    if (t->count > 0 && !q->head && ka_window_room(k, q, r->est)) {
-        /* fast path: nothing buffered ahead of it and room in the window:
-         * hand it to librdkafka from this thread (non-blocking) */
-        ka_window_take(q, r);
-        pthread_mutex_unlock(&k->mu);
-        ec_error herr;
-        if (hand_off(k, r, &herr) == EC_OK) {
-            arena_reset(a);
-            return EC_OK;
-        }
-        /* refused: buffer it after all; the pump retries it or fails it */
-        pthread_mutex_lock(&k->mu);
-        window_give(r);
-    }
-    q_push(q, r);
-    atomic_fetch_add(&k->m.queuing, 1);
-    atomic_fetch_add(&k->m.queuing_bytes, r->est);
-    enforce_limit(k, q, r->est, &dropped);
     wake_pump(k);
     pthread_mutex_unlock(&k->mu);
-    ka_answer_dropped(k, dropped);
+    ka_answer_dropped(k, staged_out);
+    if (dropped->list || dropped->toks.count)
+        taken_answer(k, dropped, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
     arena_reset(a);
     return EC_OK;
 failed:
@@ -389,64 +657,125 @@ failed:
     return st;
 }
 
-/* Hands one record to librdkafka (no lock held). Not EC_OK: librdkafka did
- * not take it (kprod_send's codes say whether for now or for good); the
- * caller keeps the record. */
-static ec_status hand_off(kaction *k, krec *r, ec_error *err) {
-    kprod_record rec = {.topic = r->topic->name,
-                        .partition = r->partition,
-                        .key = r->klen ? r->key : NULL, /* empty -> Kafka NULL */
-                        .key_len = r->klen,
-                        .value = r->vlen ? r->val : NULL,
-                        .value_len = r->vlen,
-                        .headers = r->hdrs,
-                        .n_headers = r->nh,
-                        .timestamp_ms = r->ts,
-                        .opaque = r,
-                        .borrow_value = true};
-    ec_status st = kprod_send(k->p, &rec, err);
-    if (st == EC_OK) atomic_fetch_add(&k->m.inflight, 1);
-    return st;
+/* Hands one record of the batch to librdkafka (no lock held). A ring
+ * record is copied by librdkafka and its delivery report carries the token
+ * (the queue found again through the topic handle and the partition); a
+ * record of its own is lent, tagged KREC_TAG. Ring records that cannot be
+ * told apart that way (a token with that bit, no topic handle, a header name
+ * with a NUL byte that librdkafka would report shorter) become records of
+ * their own first. Not EC_OK: librdkafka did not take it (kprod_send's codes
+ * say whether for now or for good); the caller keeps o. */
+static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
+    kprod_header hdrs[MAX_HDRS];
+    size_t hl[2 * MAX_HDRS];
+    kprod_topic *th = atomic_load(&t->th);
+    bool own = o->r != NULL;
+    if (!own) {
+        const kview *v = &o->v;
+        bool plain = th && !((uintptr_t)v->token & KREC_TAG);
+        if (v->nh) hdrs_walk(v->hdrs, v->hdrs + v->hbytes, v->nh, hl, hdrs);
+        for (uint32_t i = 0; plain && i < v->nh; i++)
+            plain = !memchr(hdrs[i].key, 0, hdrs[i].key_len);
+        if (!plain) {
+            if (!(o->r = materialize(v))) return ec_fail(err, EC_ENOMEM, "out of memory");
+            own = true;
+        }
+    }
+    kprod_record rec;
+    if (own) {
+        krec *r = o->r;
+        r->topic = t;
+        r->q = o->q;
+        r->partition = o->q->index;
+        rec = (kprod_record){.topic = t->name,
+                             .th = th,
+                             .partition = r->partition,
+                             .key = r->klen ? r->key : NULL, /* empty -> Kafka NULL */
+                             .key_len = r->klen,
+                             .value = r->vlen ? r->val : NULL,
+                             .value_len = r->vlen,
+                             .headers = r->hdrs,
+                             .n_headers = r->nh,
+                             .timestamp_ms = r->ts,
+                             .opaque = (void *)((uintptr_t)r | KREC_TAG),
+                             .borrow_value = true};
+    } else {
+        const kview *v = &o->v;
+        rec = (kprod_record){.topic = t->name,
+                             .th = th,
+                             .partition = o->q->index,
+                             .key = v->klen ? v->key : NULL,
+                             .key_len = v->klen,
+                             .value = v->vlen ? v->val : NULL,
+                             .value_len = v->vlen,
+                             .headers = hdrs,
+                             .n_headers = v->nh,
+                             .timestamp_ms = v->ts,
+                             .opaque = v->token,
+                             .borrow_value = false};
+    }
+    return kprod_send(k->p, &rec, err);
 }
 
-/* -- delivery reports (librdkafka poll thread) -- */
+/* -- delivery reports and errors (the pump's kprod_poll, or destroy) -- */
 
-static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t partition,
-                        int64_t offset) {
+static void on_delivery(void *ctx, const kprod_report *rp) {
     kaction *k = ctx;
-    krec *r = opaque;
-    /* no lock: the window shrinks atomically; the pump is woken only when it
-     * sleeps while records wait (it re-checks the windows after announcing
-     * its sleep, so one of the two always sees the other) */
-    window_give(r);
-    if (atomic_load(&k->pump_idle) && atomic_load(&k->m.queuing) > 0) {
-        pthread_mutex_lock(&k->mu);
-        wake_pump(k);
-        pthread_mutex_unlock(&k->mu);
+    krec *r = NULL;
+    kqueue *q;
+    uint32_t est;
+    void *token;
+    if ((uintptr_t)rp->opaque & KREC_TAG) {
+        r = (krec *)((uintptr_t)rp->opaque & ~KREC_TAG);
+        q = r->q;
+        est = r->est;
+        token = r->token;
+    } else { /* a ring record: the same estimate from what was sent */
+        ktopic *t = rp->topic_opaque;
+        q = t->parts[rp->partition];
+        est = (uint32_t)kaction_estimate_size(rp->key_len, rp->value_len, rp->header_lens,
+                                              rp->n_headers);
+        token = rp->opaque;
     }
-    atomic_fetch_sub(&k->m.inflight, 1);
+    window_give(k, q, est, true);
+    const ec_error *err = rp->err;
     if (err && err->code == EC_EEXPIRED) { /* max_batch_age inside librdkafka */
         atomic_fetch_add(&k->m.dropped, 1);
         atomic_fetch_add(&k->m.dropped_expired, 1);
-    } else if (err && !atomic_load(&k->closing))
+    } else if (err && !atomic_load(&k->closing)) {
         atomic_fetch_add(&k->m.failed, 1);
-    else if (!err && !r->replayed)
+    } else if (!err && !(r && r->replayed)) {
         atomic_fetch_add(&k->m.success, 1);
-    finish(k, r, err ? err->msg : NULL, partition, offset);
+    }
+    const char *msg = err ? err->msg : NULL;
+    if (r)
+        finish(k, r, msg, rp->partition, rp->offset);
+    else if (token && k->reply)
+        k->reply(k->reply_ctx, token, msg, rp->partition, rp->offset);
+}
+
+static void on_trouble(void *ctx) { /* the pump's: a broker connection failed */
+    kaction *k = ctx;
+    k->trouble++;
+}
+
+/* librdkafka has reports or errors waiting (a librdkafka thread, its queue
+ * lock held: k->mu is never held across a librdkafka call) */
+static void on_events(void *ctx) {
+    kaction *k = ctx;
+    pthread_mutex_lock(&k->mu);
+    k->events = true;
+    wake_pump(k);
+    pthread_mutex_unlock(&k->mu);
 }
 
 /* -- the pump -- */
 
-/* fail every record of q (caller holds the lock; answers after unlocking) */
-static void drain_all(kaction *k, kqueue *q, krec **out) {
-    while (q->head)
-        q_take(k, q, out);
-}
-
 /* The metadata thread: asks Kafka for the partition count of each topic
  * the pump marked META_ASKED (a request blocks up to the metadata timeout
  * while Kafka is unreachable; the pump goes on meanwhile, writing and
- * sending) and leaves the answer for the pump to apply. */
+ * sending) and leaves the answer for the pump to apply. A dynamic topic's
+ * handle is made here, before its first use on the producer. */
 static void *meta_main(void *arg) {
     kaction *k = arg;
     pthread_setname_np(pthread_self(), "ec_meta");
@@ -459,11 +788,14 @@ static void *meta_main(void *arg) {
             pthread_cond_wait(&k->meta_cv, &k->mu);
             continue;
         }
+        bool need_th = !atomic_load(&t->th);
         pthread_mutex_unlock(&k->mu);
+        kprod_topic *th = need_th ? kprod_topic_get(k->p, t->name, t) : NULL;
         ec_error err;
         int32_t n = atomic_load(&k->forced_count);
         if (n == INT32_MIN) n = kprod_partition_count(k->p, t->name, k->metadata_timeout_ms, &err);
         pthread_mutex_lock(&k->mu);
+        if (need_th) atomic_store(&t->th, th);
         t->meta_n = n;
         t->meta = META_DONE;
         wake_pump(k);
@@ -476,7 +808,7 @@ static void *meta_main(void *arg) {
  * by the pump without the lock */
 static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
-    krec *failed = NULL, *lost = NULL, *dropped = NULL;
+    ktaken failed = {0}, lost = {0}, dropped = {0};
     pthread_mutex_lock(&k->mu);
     int64_t now = ka_now_ms();
     if (n < 0) { /* Kafka unreachable: keep buffering, ask again soon */
@@ -489,34 +821,47 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     } else if (n == 0) {
         t->count = 0;
         t->next_refresh_ms = now + UNKNOWN_TOPIC_RETRY_MS;
-        drain_all(k, &t->pending, &failed);
+        drain_all(k, &t->pending, &failed, "resolved_to_unknown_topic");
         for (int32_t i = 0; i < t->cap; i++)
-            drain_all(k, t->parts[i], &failed);
+            drain_all(k, t->parts[i], &failed, "resolved_to_unknown_topic");
     } else if (ka_grow_parts(t, n)) {
         for (int32_t i = n; i < t->cap; i++) /* their disk parts: dq_turn */
-            drain_all(k, t->parts[i], &lost);
+            drain_all(k, t->parts[i], &lost, "partition_lost");
         t->count = n;
         t->next_refresh_ms = k->refresh_ms ? now + (int64_t)k->refresh_ms : INT64_MAX;
-        krec *r;
-        while ((r = ka_q_pop(&t->pending))) { /* partitions for what waited */
-            r->partition = ka_pick(k, r, n);
-            q_push(t->parts[r->partition], r);
-            enforce_limit(k, t->parts[r->partition], r->est, &dropped);
+        kout o; /* partitions for what waited, in order */
+        while (ram_peek(k, &t->pending, &o)) {
+            const uint8_t *key = o.r ? (const uint8_t *)o.r->key : o.v.key;
+            uint32_t klen = o.r ? o.r->klen : o.v.klen;
+            kqueue *pq = t->parts[part_pick(k->strategy, (const char *)key, klen, n)];
+            if (!o.r && !ring_put(k, pq, &o.v)) { /* out of memory: it fails */
+                ram_drop(k, &t->pending, &o, &failed, "out of memory");
+                continue;
+            }
+            ram_pop(&t->pending, &o);
+            if (o.r) list_push(pq, o.r);
+            pq->bytes += out_est(&o);
+            pq->ram_bytes += out_est(&o);
+            enforce_limit(k, pq, out_est(&o), &dropped);
         }
     }
     pthread_mutex_unlock(&k->mu);
     char why[300];
     snprintf(why, sizeof why, "resolved_to_unknown_topic: %s", t->name);
-    ka_answer_all(k, failed, why, &k->m.failed, NULL);
-    ka_answer_all(k, lost, "partition_lost", &k->m.failed, NULL);
-    ka_answer_dropped(k, dropped);
+    taken_answer(k, &failed, why, &k->m.failed, NULL);
+    taken_answer(k, &lost, "partition_lost", &k->m.failed, NULL);
+    taken_answer(k, &dropped, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
+    taken_free(&failed);
+    taken_free(&lost);
+    taken_free(&dropped);
 }
 
-/* max_batch_age: takes records buffered longer than that from the heads of
- * q (oldest first) onto *out (k->mu held) */
-static void expire_queue(kaction *k, kqueue *q, int64_t now, krec **out) {
-    while (q->head && now - q->head->born_ms > k->max_age_ms)
-        q_take(k, q, out);
+/* max_batch_age: takes RAM records buffered longer than that from the head
+ * of q (oldest first) onto *out (k->mu held) */
+static void expire_queue(kaction *k, kqueue *q, int64_t now, ktaken *out) {
+    kout o;
+    while (ram_peek(k, q, &o) && now - out_born(&o) > k->max_age_ms)
+        ram_drop(k, q, &o, out, KPROD_ERR_EXPIRED);
 }
 
 /* whether the pump has work now (k->mu held): a partition with buffered
@@ -529,7 +874,8 @@ static bool sendable(kaction *k) {
             if (q->stage) return true;
             if (p >= t->count) continue;
             bool readable = q->dq_n && (!q->read_again_ms || ka_now_ms() >= q->read_again_ms);
-            uint32_t e = q->head ? q->head->est : q->peek ? q->peek->est : readable ? 1 : 0;
+            uint32_t e = ka_ram_head_est(k, q);
+            if (!e) e = q->peek ? q->peek->est : readable ? 1 : 0;
             if (e && ka_window_room(k, q, e)) return true;
         }
     }
@@ -541,64 +887,106 @@ static bool sendable(kaction *k) {
  * or partition) goes to keep[] in batch order, and with it every later record
  * of the same partition, so order holds; what it refuses for good fails here.
  * Returns how many were kept; *behind: a topic to ask metadata for soon. */
-static int hand_off_batch(kaction *k, krec **batch, int nb, krec **keep, ktopic **behind) {
+static int hand_off_batch(kaction *k, kout *batch, ktopic **tops, int nb, int *keep,
+                          ktopic **behind) {
     kqueue *blocked[8]; /* partitions with a refused record in this batch */
     int nk = 0, nblocked = 0;
     bool full = false; /* everything else waits too */
+    uint64_t sent_est = 0;
+    int sent = 0;
     for (int i = 0; i < nb; i++) {
-        krec *r = batch[i];
+        kout *o = &batch[i];
         bool held = full;
         for (int j = 0; j < nblocked && !held; j++)
-            held = blocked[j] == r->q;
+            held = blocked[j] == o->q;
         ec_error herr;
-        uint32_t est = r->est; /* once handed off, r may be delivered and freed at once */
-        ec_status st = held ? EC_ELIMIT : hand_off(k, r, &herr);
+        uint32_t est = out_est(o); /* once handed off, a record may be delivered and freed */
+        ec_status st = held ? EC_ELIMIT : hand_off(k, o, tops[i], &herr);
         if (st == EC_ELIMIT || st == EC_ESTATE) {
-            keep[nk++] = r;
+            keep[nk++] = i;
             if (held) continue;
-            if (st == EC_ESTATE) *behind = r->topic;
+            if (st == EC_ESTATE) *behind = tops[i];
             if (st == EC_ESTATE && nblocked < 8)
-                blocked[nblocked++] = r->q; /* other partitions go on */
+                blocked[nblocked++] = o->q; /* other partitions go on */
             else
                 full = true;
             continue;
         }
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, est);
+        sent++;
+        sent_est += est;
         if (st != EC_OK) { /* refused for good (e.g. message_too_large) */
-            window_give(r);
+            window_give(k, o->q, est, false);
             atomic_fetch_add(&k->m.failed, 1);
-            finish(k, r, herr.msg, -1, -1);
+            if (o->r)
+                finish(k, o->r, herr.msg, -1, -1);
+            else if (o->v.token && k->reply)
+                k->reply(k->reply_ctx, o->v.token, herr.msg, -1, -1);
         }
     }
+    atomic_fetch_sub(&k->m.queuing, sent);
+    atomic_fetch_sub(&k->m.queuing_bytes, (int64_t)sent_est);
     return nk;
+}
+
+/* records librdkafka refused for now back to the heads of their queues, in
+ * order (k->mu held); views become records of their own first (their ring
+ * bytes are about to be given back), and when even that fails they fail */
+static void put_back(kaction *k, kout *batch, const int *keep, int nk, ktaken *failed) {
+    for (int i = nk - 1; i >= 0; i--) {
+        kout *o = &batch[keep[i]];
+        kqueue *q = o->q;
+        window_give(k, q, out_est(o), false);
+        krec *r = o->r ? o->r : materialize(&o->v);
+        if (!r) {
+            atomic_fetch_sub(&k->m.queuing, 1);
+            atomic_fetch_sub(&k->m.queuing_bytes, o->v.est);
+            toks_add(k, &failed->toks, o->v.token, "out of memory");
+            continue;
+        }
+        r->next = q->head;
+        q->head = r;
+        if (!q->tail) q->tail = r;
+        q->bytes += r->est;
+        q->ram_bytes += r->est;
+    }
 }
 
 static void *pump_main(void *arg) {
     kaction *k = arg;
     pthread_setname_np(pthread_self(), "ec_pump");
+    kout *batch = k->batch;
+    ktopic **tops = k->tops;
+    kqueue **loaned = k->loaned;
+    int *keep = k->keep;
+    ktaken gone = {0}; /* expired or failed records to answer */
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
-        int64_t now = ka_now_ms();
+        int64_t now = k->now_ms = ka_now_ms();
+        /* delivery reports and errors first (without the lock) */
+        k->events = false;
+        pthread_mutex_unlock(&k->mu);
+        kprod_poll(k->p);
+        pthread_mutex_lock(&k->mu);
+        bool trouble = k->trouble != k->trouble_seen;
+        k->trouble_seen = k->trouble;
         if (k->overload_protection && now >= k->next_mem_check_ms) {
             int used = mem_used_pct();
             atomic_store(&k->high_mem, used >= 0 && used >= high_watermark_pct());
             k->next_mem_check_ms = now + 1000;
         }
         if (k->max_age_ms) { /* stale records leave the buffer (EMQX: dropped.expired) */
-            krec *expired = NULL;
             for (ktopic *t = k->topics; t; t = t->next) {
-                expire_queue(k, &t->pending, now, &expired);
+                expire_queue(k, &t->pending, now, &gone);
                 for (int32_t p = 0; p < t->cap; p++)
-                    expire_queue(k, t->parts[p], now, &expired);
+                    expire_queue(k, t->parts[p], now, &gone);
             }
-            if (expired) {
+            if (gone.list || gone.toks.count) {
                 pthread_mutex_unlock(&k->mu);
-                ka_answer_all(k, expired, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
+                taken_answer(k, &gone, KPROD_ERR_EXPIRED, &k->m.dropped, &k->m.dropped_expired);
                 pthread_mutex_lock(&k->mu);
             }
         }
-        /* metadata first (without the lock) */
+        /* metadata (without the lock) */
         for (ktopic *t = k->topics; t && !k->stop; t = t->next) {
             if (t->meta == META_DONE) {
                 t->meta = META_IDLE;
@@ -613,43 +1001,52 @@ static void *pump_main(void *arg) {
             t->meta = META_ASKED;
             pthread_cond_signal(&k->meta_cv);
         }
-        /* take a batch within each partition's window under the lock, hand it
-         * to librdkafka without the lock (senders are never held up by it) */
-        krec *batch[PUMP_BATCH];
-        int nb = 0;
-        for (ktopic *t = k->topics; t && nb < PUMP_BATCH; t = t->next) {
-            for (int32_t p = 0; p < t->count && p < t->cap && nb < PUMP_BATCH; p++) {
+        /* take a batch within each partition's window under the lock (ring
+         * records on loan), hand it to librdkafka without the lock */
+        int nb = 0, nl = 0;
+        for (ktopic *t = k->topics; t; t = t->next) {
+            for (int32_t p = 0; p < t->count && p < t->cap; p++) {
                 kqueue *q = t->parts[p];
-                while (q->head && nb < PUMP_BATCH && ka_window_room(k, q, q->head->est)) {
-                    krec *r = ka_q_pop(q);
-                    ka_window_take(q, r);
-                    batch[nb++] = r;
+                check_stall(k, q, trouble);
+                kout o;
+                while (nb < PUMP_BATCH && ram_peek(k, q, &o) && ka_window_room(k, q, out_est(&o))) {
+                    if (!o.r && !q->loaned) {
+                        ramq_loan(&q->ring);
+                        q->loaned = true;
+                        loaned[nl++] = q;
+                    }
+                    ram_pop(q, &o);
+                    ka_window_take(k, q, out_est(&o));
+                    tops[nb] = t;
+                    batch[nb++] = o;
                 }
             }
         }
         if (k->dir) { /* disk work without k->mu (senders are never held up by file I/O) */
+            int before = nb;
             pthread_mutex_unlock(&k->mu);
             kdisk_work(k, now, batch, &nb);
             pthread_mutex_lock(&k->mu);
+            for (int i = before; i < nb; i++)
+                tops[i] = batch[i].r->topic;
         }
         bool stalled = false; /* librdkafka refused records for now: wait before retrying */
         if (nb) {
             pthread_mutex_unlock(&k->mu);
-            krec *keep[PUMP_BATCH];
             ktopic *behind = NULL;
-            int nk = hand_off_batch(k, batch, nb, keep, &behind);
+            int nk = hand_off_batch(k, batch, tops, nb, keep, &behind);
             pthread_mutex_lock(&k->mu);
             if (behind && behind->next_refresh_ms > now + UNRESOLVED_RETRY_MS)
                 behind->next_refresh_ms = now + UNRESOLVED_RETRY_MS; /* a shrink shows soon */
-            for (int i = nk - 1; i >= 0; i--) { /* back to the heads, in order */
-                krec *r = keep[i];
-                kqueue *q = r->q;
-                window_give(r);
-                r->next = q->head;
-                q->head = r;
-                if (!q->tail) q->tail = r;
-                q->bytes += r->est;
-                q->ram_bytes += r->est;
+            put_back(k, batch, keep, nk, &gone);
+            for (int i = 0; i < nl; i++) { /* librdkafka has its copies */
+                ramq_unloan(&loaned[i]->ring);
+                loaned[i]->loaned = false;
+            }
+            if (gone.toks.count) {
+                pthread_mutex_unlock(&k->mu);
+                taken_answer(k, &gone, "out of memory", &k->m.failed, NULL);
+                pthread_mutex_lock(&k->mu);
             }
             if (!nk) continue; /* more may be waiting: no sleep */
             stalled = true;
@@ -659,7 +1056,8 @@ static void *pump_main(void *arg) {
         until.tv_nsec += PUMP_IDLE_WAIT_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
         atomic_store(&k->pump_idle, true);
-        if (!stalled && sendable(k)) { /* a delivery made room before it saw pump_idle */
+        /* reports came, or a delivery made room, before it saw pump_idle */
+        if (k->events || (!stalled && sendable(k))) {
             atomic_store(&k->pump_idle, false);
             continue;
         }
@@ -667,10 +1065,9 @@ static void *pump_main(void *arg) {
         atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);
+    taken_free(&gone);
     return NULL;
 }
-
-/* -- life cycle -- */
 
 static void free_templates(kaction *k) {
     tmpl_free(k->topic_t);
@@ -730,6 +1127,9 @@ static void free_action(kaction *k) {
         for (int32_t i = -1; i < t->cap; i++) {
             kqueue *q = i < 0 ? &t->pending : t->parts[i];
             kdisk_free_queue(q);
+            ramq_free(&q->ring);
+            for (krec *r = q->head, *n; r; r = n)
+                n = r->next, free(r);
             if (i >= 0) free(q);
         }
         ktopic *n = t->next;
@@ -745,6 +1145,10 @@ static void free_action(kaction *k) {
     pthread_mutex_destroy(&k->dmu);
     free(k->dir);
     free(k->enc);
+    free(k->batch);
+    free(k->tops);
+    free(k->loaned);
+    free(k->keep);
     free(k);
 }
 
@@ -763,6 +1167,7 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->partitions_limit = act->partitions_limit;
     k->per_partition_limit = act->per_partition_limit;
     k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
+    k->stall_ms = STALL_MS + 2 * (int64_t)act->max_linger_ms;
     k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;
     atomic_init(&k->forced_count, INT32_MIN);
@@ -790,12 +1195,16 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
         free(k);
         return ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     }
+    k->batch = malloc(PUMP_BATCH * sizeof *k->batch);
+    k->tops = malloc(PUMP_BATCH * sizeof *k->tops);
+    k->loaned = malloc(PUMP_BATCH * sizeof *k->loaned);
+    k->keep = malloc(PUMP_BATCH * sizeof *k->keep);
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     pthread_cond_init(&k->meta_cv, NULL);
     pthread_mutex_init(&k->dmu, NULL);
     if (k->fixed_topic) k->fixed = topic_get(k, act->topic, strlen(act->topic));
-    if (k->fixed_topic && !k->fixed)
+    if ((k->fixed_topic && !k->fixed) || !k->batch || !k->tops || !k->loaned || !k->keep)
         st = ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     else if (k->mode == KCONF_BUF_HYBRID)
         st = kdisk_wipe(k->dir, err); /* hybrid promises nothing across a restart */
@@ -804,13 +1213,20 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     arena a;
     arena_init(&a, 4096);
     kconf_props props;
+    kprod_hooks hooks = {.on_delivery = on_delivery,
+                         .on_trouble = on_trouble,
+                         .on_events = on_events,
+                         .ctx = k,
+                         .caller_polls = true}; /* the pump serves them */
     if (st || (st = kconf_producer_props(conn, act, &a, &props, err)) ||
-        (st = kprod_new(props.kv, props.n, on_delivery, k, &k->p, err))) {
+        (st = kprod_new(props.kv, props.n, &hooks, &k->p, err))) {
         arena_free(&a);
         free_action(k);
         return st;
     }
     arena_free(&a);
+    /* the fixed topic's handle before anything uses the topic by name */
+    if (k->fixed) atomic_store(&k->fixed->th, kprod_topic_get(k->p, k->fixed->name, k->fixed));
     k->meta_started = pthread_create(&k->meta, NULL, meta_main, k) == 0;
     if (!k->meta_started || pthread_create(&k->pump, NULL, pump_main, k) != 0) {
         stop_meta(k);
@@ -824,6 +1240,18 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
 
 void kaction_test_partition_count(kaction *k, int32_t n) {
     atomic_store(&k->forced_count, n);
+}
+
+bool kaction_test_idle(kaction *k) {
+    pthread_mutex_lock(&k->mu);
+    bool idle = atomic_load(&k->pump_idle) && !k->events; /* only true while it waits */
+    for (ktopic *t = k->topics; t && idle; t = t->next) {
+        idle = t->meta != META_DONE && !t->pending.stage;
+        for (int32_t p = 0; p < t->cap && idle; p++)
+            idle = !t->parts[p]->stage;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return idle;
 }
 
 bool kaction_is_sync(const kaction *k, uint64_t *timeout_ms) {
@@ -880,17 +1308,18 @@ void kaction_destroy(kaction *k, int flush_ms) {
     int64_t left = deadline - ka_now_ms();
     atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
-    krec *rest = NULL;
+    ktaken rest = {0};
     uint64_t ndisk = 0;
     for (ktopic *t = k->topics; t; t = t->next) {
         for (int32_t i = -1; i < t->cap; i++) {
             kqueue *q = i < 0 ? &t->pending : t->parts[i];
-            drain_all(k, q, &rest);
-            ndisk += kdisk_close_queue(k, q, &rest);
+            drain_all(k, q, &rest, "resource_stopped");
+            ndisk += kdisk_close_queue(k, q, &rest.list);
         }
     }
     atomic_fetch_add(&k->m.dropped, ndisk);
     atomic_fetch_add(&k->m.dropped_resource_stopped, ndisk);
-    ka_answer_all(k, rest, "resource_stopped", &k->m.dropped, &k->m.dropped_resource_stopped);
+    taken_answer(k, &rest, "resource_stopped", &k->m.dropped, &k->m.dropped_resource_stopped);
+    taken_free(&rest);
     free_action(k); /* the disk parts closed: synced */
 }

@@ -3,22 +3,32 @@
  * kaction_send renders one rule output into a record (topic, key, value,
  * timestamp, headers), picks its partition (key_dispatch / murmur2 / random,
  * computed here so placement matches EMQX exactly) and appends it to that
- * topic-partition's FIFO buffer. A pump thread hands buffered records to
- * librdkafka while fewer than max_inflight x max_batch_bytes of estimated
- * bytes are outstanding per partition. When a buffer holds more than
- * per_partition_limit estimated bytes, the oldest records are dropped
- * (dropped.queue_full). Records whose topic's partition count is not known yet
- * (Kafka unreachable) wait in a per-topic queue and get their partition once
- * metadata arrives. buffer.mode disk keeps every queue in segment files (one
- * directory per partition, replayed at start), hybrid spills a partition's
- * queue to them past segment_bytes; the pump thread does that file I/O.
+ * topic-partition's FIFO buffer, in RAM a compact ring (a record costs
+ * about its bytes, no allocation per record). The action's pump thread is
+ * the only one that talks to librdkafka for sending: it hands buffered
+ * records over (librdkafka copies them) while fewer than max_inflight x
+ * max_batch_bytes of estimated bytes are outstanding per partition, and
+ * serves the delivery reports itself. A partition whose records in flight
+ * get no answer (a broker connection failed, or a second of silence plus
+ * twice max_linger_time) gets no more until an answer comes, so during an
+ * outage records wait in the buffer, as in EMQX. When a buffer holds more
+ * than per_partition_limit estimated bytes, the oldest records are dropped
+ * (dropped.queue_full). Records whose topic's partition count is not known
+ * yet (Kafka unreachable) wait in a per-topic queue and get their partition
+ * once metadata arrives. buffer.mode disk keeps every queue in segment files
+ * (one directory per partition, replayed at start), hybrid spills a
+ * partition's queue to them past segment_bytes; the pump does that file I/O.
  *
  * Outcomes: every record that reached a buffer ends in exactly one of
  * success, failed or dropped.*; when a token was given, the reply function is
- * called once with it (NULL error = acknowledged), from a C thread.
+ * called once with it (NULL error = acknowledged), from a C thread (the
+ * pump), or from the sending thread for records it dropped. Tokens are
+ * opaque; one whose bit 2 is set costs a copy at hand-off (that bit tells
+ * the action's own records apart in librdkafka's reports).
  *
- * @locality kaction_send: any thread, never blocks. kaction_new,
- * kaction_health and kaction_destroy block (network): dirty I/O or a C thread. */
+ * @locality kaction_send: any thread, never blocks (a short lock, no
+ * librdkafka call, no file I/O). kaction_new, kaction_health and
+ * kaction_destroy block (network): dirty I/O or a C thread. */
 #ifndef EC_KACTION_H
 #define EC_KACTION_H
 
@@ -65,6 +75,11 @@ ec_status kaction_health(kaction *k, ec_error *err);
  * partitions (0: unknown topic, -1: Kafka unreachable); INT32_MIN asks Kafka
  * again. */
 void kaction_test_partition_count(kaction *k, int32_t n);
+
+/* Tests only: whether the pump is asleep with no work it knows of (nothing
+ * staged for the disk, no metadata answer to apply): what it had to write,
+ * drop or hand over is done. */
+bool kaction_test_idle(kaction *k);
 
 /* Whether the action waits for acks (query_mode sync) and for how long. */
 bool kaction_is_sync(const kaction *k, uint64_t *timeout_ms);

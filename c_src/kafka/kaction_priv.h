@@ -1,12 +1,18 @@
 /* kaction_priv.h - what the producer action's runtime files share:
- * kaction.c (sending, the pump, life cycle) and kdisk.c (the disk part of
- * the queues). Not part of the action's interface (kaction.h).
+ * kaction.c (sending, the RAM queues, the pump, life cycle) and kdisk.c (the
+ * disk part of the queues). Not part of the action's interface (kaction.h).
+ *
+ * Threads: senders (any thread) render records and append them to a
+ * queue; the pump thread alone talks to librdkafka for sending: it hands
+ * records over, serves the delivery reports and errors (kprod_poll) and
+ * keeps the in-flight windows; the metadata thread asks partition counts.
  *
  * Locking: one mutex per action (mu) guards the topic list and every queue's
- * RAM list, staged list and byte count; it is held only for list operations
- * (never across librdkafka calls or file I/O). The disk part of each queue
- * belongs to the pump, under dmu (which delivery reports take to acknowledge
- * records on disk). */
+ * RAM part, staged list and byte counts; it is held only for queue
+ * operations, never across a librdkafka call or file I/O (librdkafka's
+ * queue-event callback takes it with a librdkafka lock held). The disk part
+ * of each queue belongs to the pump, under dmu (taken to acknowledge records
+ * on disk). Window and stall state are the pump's alone. */
 #ifndef EC_KACTION_PRIV_H
 #define EC_KACTION_PRIV_H
 
@@ -15,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../buffer/ramq.h"
 #include "../buffer/segq.h"
 #include "../sink/kheaders.h"
 #include "../sink/tmpl.h"
@@ -31,6 +38,8 @@
 #define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
 #define CACHE_MAX              (4u << 20)  /* RAM for written records kept to send (per action) */
 #define READ_RETRY_MS          1000        /* a disk part that failed to read waits this long */
+#define STALL_MS               1000 /* in-flight records unanswered this long: the partition stalls */
+#define KREC_TAG               ((uintptr_t)4) /* a librdkafka opaque that is a krec (else a token) */
 
 typedef struct ktopic ktopic;
 
@@ -55,24 +64,47 @@ typedef struct krec {
     char data[];
 } krec;
 
+/* A RAM record in its compact form (kaction.c ring_*): a flags byte (1: a
+ * token follows, else the previous record's; 2: headers follow), varint key
+ * and value lengths, the timestamp as a zig-zag varint difference to the
+ * previous record's (and when max_batch_age is set the buffering time the
+ * same way), the token (8 bytes), the header count, then key, value and the
+ * headers (varint length, name, varint length, value). What a view of one
+ * holds, decoded; key, val and hdrs point into the record. */
+typedef struct kview {
+    const uint8_t *key, *val, *hdrs;
+    uint32_t klen, vlen, nh, hbytes, est;
+    int64_t ts, born_ms;
+    void *token;
+} kview;
+
+typedef struct ring_state { /* the previous record's, for the differences */
+    int64_t ts, born_ms;
+    void *token;
+} ring_state;
+
 typedef struct tokrun { /* n records from id `first` on carry the same token */
     uint64_t first, n;
     void *token;
 } tokrun;
 
 /* Buffered records of one partition (or of a topic whose partition count is
- * not known yet) and its in-flight window. Under k->mu: the RAM list, the
- * staged list and `bytes`. In disk and hybrid mode records reach the disk
- * part through the staged list: senders never do file I/O; the pump appends
- * them. The disk part (dq, dq_n, peek, toks) is the pump's alone, except
- * acknowledgements (k->dmu). Order: RAM list, then disk (peek first), then
- * staged. The window counters are atomics: delivery reports release them
- * without the lock; they only grow under it. A kqueue never moves or goes
- * away before the action (records in flight point at it). */
+ * not known yet) and its in-flight window. Under k->mu: the RAM part (the
+ * list of records of their own, then the ring), the staged list and the
+ * byte counts. The list only holds records put back after librdkafka
+ * refused them for now. In disk and hybrid mode records reach the disk part
+ * through the staged list: senders never do file I/O; the pump appends them.
+ * The disk part (dq, dq_n, peek, toks) is the pump's alone, except
+ * acknowledgements (k->dmu). Order: RAM part, then disk (peek first), then
+ * staged. A kqueue never moves or goes away before the action (delivery
+ * reports find it). */
 struct kqueue {
     krec *head, *tail;
+    ramq ring;
+    ring_state w, r;    /* the ring's writer (tail) and reader (head) */
+    bool loaned;        /* the ring is on loan to the pump's batch */
     uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
-    uint64_t ram_bytes; /* of head..tail */
+    uint64_t ram_bytes; /* of the RAM part */
     krec *stage, *stage_tail;
     uint64_t stage_bytes;
     bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
@@ -86,9 +118,12 @@ struct kqueue {
     uint64_t cfirst, cn;   /* ids cfirst.. (no reading back, no decoding) */
     tokrun *toks;          /* tokens of records on disk, by id */
     size_t tok_head, tok_n, tok_cap;
-    /* written by the delivery thread too: a cache line of its own */
-    _Alignas(64) _Atomic uint64_t inflight_bytes;
-    _Atomic uint32_t inflight;
+    /* the pump's: the in-flight window, and whether the partition stalled
+     * (records out get no answer: no more are handed over until one comes) */
+    uint64_t inflight_bytes;
+    uint32_t inflight;
+    bool stalled;
+    int64_t progress_ms; /* the last answer, or when the window opened */
 };
 
 struct ktopic {
@@ -102,16 +137,34 @@ struct ktopic {
     kqueue pending;          /* records waiting for the partition count */
     kqueue **parts;
     int32_t cap;
+    _Atomic(kprod_topic *) th; /* handle for sending: made by kaction_new (fixed topic) or
+                                  the metadata thread before its first query */
 };
 
+/* One record of the pump's batch: a record of its own, or a view of one in
+ * q's ring (on loan until the batch is handed over). */
+typedef struct kout {
+    kqueue *q;
+    krec *r;
+    kview v;
+} kout;
+
+/* Records taken out of the buffers to be answered outside the lock: how
+ * many (for the counters) and the tokens to reply to. */
+typedef struct ktoks {
+    void **v;
+    size_t n, cap;
+    uint64_t count;
+} ktoks;
+
 /* Grouped by the thread that writes them, one cache line per group, so the
- * senders and librdkafka's delivery thread do not bounce each other's lines. */
+ * senders and the pump do not bounce each other's lines. */
 typedef struct kmetrics {
     _Alignas(64) _Atomic uint64_t matched, failed, dropped, dropped_queue_full,
         dropped_resource_stopped, dropped_expired;
     _Atomic int64_t queuing, queuing_bytes;
     _Alignas(64) _Atomic int64_t inflight;
-    _Alignas(64) _Atomic uint64_t success;
+    _Atomic uint64_t success;
 } kmetrics;
 
 struct kaction {
@@ -122,7 +175,16 @@ struct kaction {
     pthread_cond_t meta_cv; /* wakes the metadata thread */
     bool meta_started;
     bool stop;
-    _Atomic bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
+    _Atomic bool pump_idle;         /* the pump sleeps on cv: only then is a wake-up needed */
+    bool events;                    /* (mu) librdkafka has reports or errors for the pump */
+    uint32_t trouble, trouble_seen; /* the pump's: broker connection failures seen */
+    int64_t now_ms;                 /* the pump's clock for this turn */
+    int64_t
+        stall_ms;    /* STALL_MS, plus twice max_linger_time (librdkafka holds records that long) */
+    kout *batch;     /* the pump's batch (PUMP_BATCH), and per record: */
+    ktopic **tops;   /*   its topic */
+    kqueue **loaned; /* the queues whose rings the batch has on loan */
+    int *keep;       /* records librdkafka refused for now */
     ktopic *topics;
     uint32_t ntopics;
     tmpl *topic_t, *key_t, *val_t, *ts_t;
@@ -155,7 +217,10 @@ struct kaction {
 
 /* -- kaction.c -- */
 int64_t ka_now_ms(void);
-krec *ka_q_pop(kqueue *q); /* the RAM list's oldest (k->mu held) */
+bool ka_ram_any(const kqueue *q);                /* the RAM part holds records (k->mu) */
+uint32_t ka_ram_head_est(kaction *k, kqueue *q); /* the estimate of its oldest (0: none) */
+krec *ka_ram_take(kaction *k, kqueue *q);        /* its oldest, out of the buffer (k->mu);
+                                                    NULL: none or out of memory */
 /* answers a chain of records taken out of the buffers, counting each in c1
  * and c2 (when not NULL); no lock held */
 void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,
@@ -164,11 +229,11 @@ void ka_answer_dropped(kaction *k, krec *list); /* buffer_overflow */
 int32_t ka_pick(kaction *k, const krec *r, int32_t count);
 bool ka_grow_parts(ktopic *t, int32_t count);
 bool ka_window_room(const kaction *k, kqueue *q, uint32_t est);
-void ka_window_take(kqueue *q, krec *r);
+void ka_window_take(kaction *k, kqueue *q, uint32_t est);
 
 /* -- kdisk.c -- */
 /* the pump's disk work for every queue, sending into batch (no lock held) */
-void kdisk_work(kaction *k, int64_t now, krec **batch, int *nb);
+void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb);
 ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err); /* disk mode, at start */
 ec_status kdisk_wipe(const char *dir, ec_error *err);             /* hybrid, at start */
 uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest);

@@ -307,7 +307,7 @@ static krec *take_peek(kaction *k, kqueue *q) {
  * buffer for good; NULL when q holds none */
 static krec *take_head(kaction *k, ktopic *t, kqueue *q) {
     pthread_mutex_lock(&k->mu);
-    krec *r = q->head ? ka_q_pop(q) : NULL;
+    krec *r = ka_ram_take(k, q);
     pthread_mutex_unlock(&k->mu);
     if (r) {
         atomic_fetch_sub(&k->m.queuing, 1);
@@ -320,7 +320,7 @@ static krec *take_head(kaction *k, ktopic *t, kqueue *q) {
 /* the estimate of q's oldest buffered record (0: none) */
 static uint32_t head_est(kaction *k, ktopic *t, kqueue *q) {
     pthread_mutex_lock(&k->mu);
-    uint32_t e = q->head ? q->head->est : 0;
+    uint32_t e = ka_ram_head_est(k, q);
     pthread_mutex_unlock(&k->mu);
     if (!e && dq_load(k, t, q)) e = q->peek->est;
     return e;
@@ -360,10 +360,10 @@ static bool usable(const ktopic *t, const kqueue *q) {
 }
 
 /* r leaves q's buffer into its window and the pump's batch */
-static void send_out(kaction *k, kqueue *q, krec *r, krec **batch, int *nb) {
+static void send_out(kaction *k, kqueue *q, krec *r, kout *batch, int *nb) {
     r->q = q;
-    ka_window_take(q, r);
-    batch[(*nb)++] = r;
+    ka_window_take(k, q, r->est);
+    batch[(*nb)++] = (kout){.q = q, .r = r};
     pthread_mutex_lock(&k->mu);
     q->bytes -= r->est;
     pthread_mutex_unlock(&k->mu);
@@ -372,14 +372,14 @@ static void send_out(kaction *k, kqueue *q, krec *r, krec **batch, int *nb) {
 /* Writes r (staged for q, or moved there from the pending queue) to q's disk
  * part, or hands it out at once when nothing is ahead of it and the window
  * has room (into batch). *cur: q's buffered bytes before r. */
-static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, krec **batch,
-                     int *nb, dq_out *out) {
+static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, kout *batch, int *nb,
+                     dq_out *out) {
     ec_error err;
     uint32_t n;
     const uint8_t *b = encode(k, r, &n);
     ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
     pthread_mutex_lock(&k->mu);
-    bool ahead = q->head != NULL;
+    bool ahead = ka_ram_any(q);
     pthread_mutex_unlock(&k->mu);
     bool direct = !st && !ahead && !q->peek && !q->dq_n && usable(t, q) && *nb < PUMP_BATCH &&
                   ka_window_room(k, q, r->est);
@@ -430,7 +430,7 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
  * moved to their partitions once the count is known), stale ones expired,
  * a lost partition emptied, and records read back into batch while the
  * window has room. */
-static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, krec **batch, int *nb,
+static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, int *nb,
                     dq_out *out) {
     pthread_mutex_lock(&k->mu);
     krec *staged = q->stage;
@@ -488,7 +488,7 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, krec **batch,
         }
     }
     pthread_mutex_lock(&k->mu);
-    bool ram = q->head != NULL;
+    bool ram = ka_ram_any(q);
     pthread_mutex_unlock(&k->mu);
     krec *r;
     while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
@@ -508,7 +508,7 @@ static bool has_disk_work(const kqueue *q) {
 
 /* The pump's disk work for every queue (no lock held): see dq_turn; and
  * in disk mode what was written made durable every DISK_FSYNC_MS. */
-void kdisk_work(kaction *k, int64_t now, krec **batch, int *nb) {
+void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb) {
     dq_out out = {0};
     pthread_mutex_lock(&k->mu);
     ktopic *topics = k->topics; /* entries are only added in front, freed by destroy */

@@ -14,16 +14,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct kprod_topic {
+    kprod_topic *next;
+    rd_kafka_topic_t *rkt;
+};
+
 struct kprod {
     rd_kafka_t *rk;
     int ka_idle, ka_intvl, ka_cnt; /* TCP keep-alive; 0 = system defaults */
-    kprod_delivery_fn on_delivery;
-    void *ctx;
-    pthread_t poller;
+    kprod_hooks hooks;
+    rd_kafka_queue_t *mainq; /* caller_polls with on_events: the queue watched */
+    kprod_topic *topics;     /* handles made by kprod_topic_get */
+    pthread_t poller;        /* unless hooks.caller_polls */
     atomic_bool stop;
-    pthread_mutex_t log_lock;
-    char last_error[256]; /* newest librdkafka log line at level <= LOG_WARNING */
-    koauth *oauth;        /* OAUTHBEARER token store, or NULL */
+    pthread_mutex_t log_lock;    /* last_error */
+    pthread_mutex_t topics_lock; /* the topic handle list (never taken in librdkafka's callbacks) */
+    char last_error[256];        /* newest librdkafka log line at level <= LOG_WARNING */
+    koauth *oauth;               /* OAUTHBEARER token store, or NULL */
 };
 
 static atomic_long live_producers;
@@ -32,20 +39,64 @@ long kprod_live_count(void) {
     return atomic_load(&live_producers);
 }
 
+#define KPROD_MAX_HEADERS 256
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     kprod *p = opaque;
-    if (!p->on_delivery) return;
+    if (!p->hooks.on_delivery) return;
+    ec_error e;
+    size_t lens[2 * KPROD_MAX_HEADERS];
+    kprod_report r = {.opaque = m->_private,
+                      .topic_opaque = m->rkt ? rd_kafka_topic_opaque(m->rkt) : NULL,
+                      .partition = m->partition,
+                      .offset = m->err ? -1 : m->offset,
+                      .key_len = m->key ? m->key_len : 0,
+                      .value_len = m->payload ? m->len : 0,
+                      .header_lens = lens};
+    rd_kafka_headers_t *hdrs;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *val;
+        size_t size;
+        while (r.n_headers < KPROD_MAX_HEADERS &&
+               !rd_kafka_header_get_all(hdrs, r.n_headers, &name, &val, &size)) {
+            lens[2 * r.n_headers] = strlen(name);
+            lens[2 * r.n_headers + 1] = val ? size : 0;
+            r.n_headers++;
+        }
+    }
     if (m->err) {
-        ec_error e;
         if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)
             ec_fail(&e, EC_EEXPIRED, "%s", KPROD_ERR_EXPIRED);
         else
             ec_fail(&e, EC_EKAFKA, "%s", rd_kafka_err2str(m->err));
-        p->on_delivery(p->ctx, m->_private, &e, m->partition, -1);
-    } else {
-        p->on_delivery(p->ctx, m->_private, NULL, m->partition, m->offset);
+        r.err = &e;
     }
+    p->hooks.on_delivery(p->hooks.ctx, &r);
+}
+
+/* Errors librdkafka reports (served by poll): a failed or lost broker
+ * connection is trouble for the owner; the text is kept for status reasons
+ * (with an error callback set, librdkafka no longer logs them). */
+static void error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque) {
+    (void)rk;
+    kprod *p = opaque;
+    pthread_mutex_lock(&p->log_lock);
+    snprintf(p->last_error, sizeof p->last_error, "%s: %s", rd_kafka_err2str(e), reason);
+    pthread_mutex_unlock(&p->log_lock);
+    if (e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+        e == RD_KAFKA_RESP_ERR__RESOLVE || e == RD_KAFKA_RESP_ERR__SSL ||
+        e == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+        p->hooks.on_trouble(p->hooks.ctx);
+}
+
+/* caller_polls: the main queue got an event while empty (librdkafka thread,
+ * queue lock held) */
+static void events_cb(rd_kafka_t *rk, void *opaque) {
+    (void)rk;
+    kprod *p = opaque;
+    p->hooks.on_events(p->hooks.ctx);
 }
 
 /* librdkafka must not print on EMQX's console: keep the newest warning or
@@ -139,8 +190,8 @@ static void *poll_main(void *arg) {
     return NULL;
 }
 
-ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delivery, void *ctx,
-                    kprod **out, ec_error *err) {
+ec_status kprod_new(const char *const *kv, size_t n, const kprod_hooks *hooks, kprod **out,
+                    ec_error *err) {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) return ec_fail(err, EC_ENOMEM, "out of memory creating Kafka configuration");
@@ -163,8 +214,7 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
         rd_kafka_conf_destroy(conf);
         return ec_fail(err, EC_ENOMEM, "out of memory creating producer");
     }
-    p->on_delivery = on_delivery;
-    p->ctx = ctx;
+    if (hooks) p->hooks = *hooks;
     p->ka_idle = own.ka[0];
     p->ka_intvl = own.ka[1];
     p->ka_cnt = own.ka[2];
@@ -179,22 +229,30 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
         rd_kafka_conf_set_oauthbearer_token_refresh_cb(conf, oauth_refresh_cb);
     }
     pthread_mutex_init(&p->log_lock, NULL);
+    pthread_mutex_init(&p->topics_lock, NULL);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    if (p->hooks.on_trouble) rd_kafka_conf_set_error_cb(conf, error_cb);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!p->rk) { /* conf is still ours on failure */
         rd_kafka_conf_destroy(conf);
         pthread_mutex_destroy(&p->log_lock);
+        pthread_mutex_destroy(&p->topics_lock);
         koauth_release(p->oauth);
         free(p);
         return ec_fail(err, EC_EINVAL, "cannot create Kafka producer: %s", errstr);
     }
     atomic_init(&p->stop, false);
-    if (pthread_create(&p->poller, NULL, poll_main, p) != 0) {
+    if (p->hooks.caller_polls && p->hooks.on_events) {
+        p->mainq = rd_kafka_queue_get_main(p->rk);
+        rd_kafka_queue_cb_event_enable(p->mainq, events_cb, p);
+    }
+    if (!p->hooks.caller_polls && pthread_create(&p->poller, NULL, poll_main, p) != 0) {
         if (p->oauth) koauth_detach(p->oauth, p->rk);
         rd_kafka_destroy(p->rk);
         pthread_mutex_destroy(&p->log_lock);
+        pthread_mutex_destroy(&p->topics_lock);
         koauth_release(p->oauth);
         free(p);
         return ec_fail(err, EC_ENOMEM, "cannot start the producer poll thread");
@@ -202,6 +260,46 @@ ec_status kprod_new(const char *const *kv, size_t n, kprod_delivery_fn on_delive
     atomic_fetch_add(&live_producers, 1);
     *out = p;
     return EC_OK;
+}
+
+void kprod_poll(kprod *p) {
+    rd_kafka_poll(p->rk, 0);
+}
+
+kprod_topic *kprod_topic_get(kprod *p, const char *name, void *opaque) {
+    pthread_mutex_lock(&p->topics_lock);
+    kprod_topic *t = p->topics;
+    while (t && strcmp(rd_kafka_topic_name(t->rkt), name) != 0)
+        t = t->next;
+    if (t) {
+        pthread_mutex_unlock(&p->topics_lock);
+        return t;
+    }
+    rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(p->rk); /* acks, codec, ... */
+    t = calloc(1, sizeof *t);
+    if (!t || !tc) {
+        free(t);
+        if (tc) rd_kafka_topic_conf_destroy(tc);
+        pthread_mutex_unlock(&p->topics_lock);
+        return NULL;
+    }
+    rd_kafka_topic_conf_set_opaque(tc, opaque);
+    t->rkt = rd_kafka_topic_new(p->rk, name, tc); /* takes tc, also on failure */
+    /* a topic librdkafka already had (used by name before) keeps its old
+     * configuration, opaque included: no handle then */
+    if (t->rkt && rd_kafka_topic_opaque(t->rkt) != opaque) {
+        rd_kafka_topic_destroy(t->rkt);
+        t->rkt = NULL;
+    }
+    if (!t->rkt) {
+        free(t);
+        pthread_mutex_unlock(&p->topics_lock);
+        return NULL;
+    }
+    t->next = p->topics;
+    p->topics = t;
+    pthread_mutex_unlock(&p->topics_lock);
+    return t;
 }
 
 ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
@@ -214,12 +312,20 @@ ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
         }
     }
     rd_kafka_resp_err_t e =
-        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(rec->topic), RD_KAFKA_V_PARTITION(rec->partition),
-                          RD_KAFKA_V_MSGFLAGS(rec->borrow_value ? 0 : RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
-                          RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
-                          RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
-                          RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END);
+        rec->th ? rd_kafka_producev(
+                      p->rk, RD_KAFKA_V_RKT(rec->th->rkt), RD_KAFKA_V_PARTITION(rec->partition),
+                      RD_KAFKA_V_MSGFLAGS(rec->borrow_value ? 0 : RD_KAFKA_MSG_F_COPY),
+                      RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
+                      RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
+                      RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
+                      RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END)
+                : rd_kafka_producev(
+                      p->rk, RD_KAFKA_V_TOPIC(rec->topic), RD_KAFKA_V_PARTITION(rec->partition),
+                      RD_KAFKA_V_MSGFLAGS(rec->borrow_value ? 0 : RD_KAFKA_MSG_F_COPY),
+                      RD_KAFKA_V_KEY((void *)rec->key, rec->key ? rec->key_len : 0),
+                      RD_KAFKA_V_VALUE((void *)rec->value, rec->value ? rec->value_len : 0),
+                      RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_HEADERS(hdrs),
+                      RD_KAFKA_V_OPAQUE(rec->opaque), RD_KAFKA_V_END);
     if (e) {
         if (hdrs) rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
         if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
@@ -229,7 +335,8 @@ ec_status kprod_send(kprod *p, const kprod_record *rec, ec_error *err) {
             : e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION
                 ? EC_ESTATE
                 : EC_EKAFKA;
-        return ec_fail(err, code, "cannot enqueue record for %s: %s", rec->topic,
+        return ec_fail(err, code, "cannot enqueue record for %s: %s",
+                       rec->th ? rd_kafka_topic_name(rec->th->rkt) : rec->topic,
                        rd_kafka_err2str(e));
     }
     return EC_OK;
@@ -294,14 +401,24 @@ void kprod_destroy(kprod *p, int flush_timeout_ms) {
     if (!p) return;
     if (flush_timeout_ms > 0) rd_kafka_flush(p->rk, flush_timeout_ms);
     atomic_store(&p->stop, true);
-    pthread_join(p->poller, NULL);
+    if (!p->hooks.caller_polls) pthread_join(p->poller, NULL);
     /* fail whatever is still queued so every opaque gets its callback */
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     for (int i = 0; i < 200 && rd_kafka_outq_len(p->rk) > 0; i++)
         rd_kafka_poll(p->rk, 10);
     if (p->oauth) koauth_detach(p->oauth, p->rk); /* no token is handed to a dead handle */
+    for (kprod_topic *t = p->topics, *n; t; t = n) {
+        n = t->next;
+        rd_kafka_topic_destroy(t->rkt);
+        free(t);
+    }
+    if (p->mainq) {
+        rd_kafka_queue_cb_event_enable(p->mainq, NULL, NULL);
+        rd_kafka_queue_destroy(p->mainq);
+    }
     rd_kafka_destroy(p->rk);
     pthread_mutex_destroy(&p->log_lock);
+    pthread_mutex_destroy(&p->topics_lock);
     koauth_release(p->oauth);
     free(p);
     atomic_fetch_sub(&live_producers, 1);

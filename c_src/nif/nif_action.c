@@ -96,7 +96,7 @@ ERL_NIF_TERM nif_connector_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     }
     ec_error err;
     kprod *probe;
-    if (kprod_new(c.props.kv, c.props.n, NULL, NULL, &probe, &err) != EC_OK) {
+    if (kprod_new(c.props.kv, c.props.n, NULL, &probe, &err) != EC_OK) {
         arena_free(&a);
         return nif_error_term(env, &err);
     }
@@ -189,10 +189,12 @@ ERL_NIF_TERM nif_action_send(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
         arena_free(&a);
         return nif_error_term(env, &(ec_error){.code = EC_ENOMEM, .msg = "out of memory"});
     }
+    ErlNifEnv *prev = nif_caller_set(env); /* records dropped now are answered from here */
     enif_rwlock_rlock(r->lock);
     ec_status st =
         r->k ? kaction_send(r->k, &ctx, rq, &err) : ec_fail(&err, EC_ESTATE, "resource_stopped");
     enif_rwlock_runlock(r->lock);
+    nif_caller_set(prev);
     if (st == EC_OK) {
         ret = want_reply ? enif_make_tuple2(env, ATOM_ok, ref) : ATOM_ok;
     } else {
@@ -274,7 +276,9 @@ ERL_NIF_TERM nif_action_destroy(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     kaction *k = r->k;
     r->k = NULL;
     enif_rwlock_rwunlock(r->lock);
+    ErlNifEnv *prev = nif_caller_set(env); /* what is left is answered from here */
     if (k) kaction_destroy(k, 5000);
+    nif_caller_set(prev);
     return ATOM_ok;
 }
 

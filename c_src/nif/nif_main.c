@@ -104,6 +104,59 @@ void nif_token_cancel(void *token) {
     token_end(token, false, NULL, 0, 0);
 }
 
+/* ---- sending from C --------------------------------------------------------
+ * enif_send wants the calling process's environment on ERTS threads and NULL
+ * on threads of our own (erl_nif manual). Most replies come from our threads
+ * (an action's pump, a producer's poll thread), but a record dropped while it
+ * is enqueued is answered on the sending (scheduler) thread, and what is left
+ * when an action or producer closes on a dirty scheduler as well: the NIFs
+ * that can get there name their env with nif_caller_set. */
+static _Thread_local ErlNifEnv *caller_env;
+
+ErlNifEnv *nif_caller_set(ErlNifEnv *env) {
+    ErlNifEnv *prev = caller_env;
+    caller_env = env;
+    return prev;
+}
+
+typedef struct late_send {
+    ErlNifPid to;
+    ErlNifEnv *env;
+    ERL_NIF_TERM msg;
+} late_send;
+
+static void *late_send_main(void *arg) {
+    late_send *l = arg;
+    enif_send(NULL, &l->to, l->env, l->msg);
+    enif_free_env(l->env);
+    enif_free(l);
+    return NULL;
+}
+
+int nif_send(const ErlNifPid *to, ErlNifEnv *msg_env, ERL_NIF_TERM msg) {
+    if (enif_thread_type() == ERL_NIF_THR_UNDEFINED) return enif_send(NULL, to, msg_env, msg);
+    if (caller_env) return enif_send(caller_env, to, msg_env, msg);
+    /* an ERTS thread whose NIF did not name its env: a short thread of ours sends it */
+    late_send *l = enif_alloc(sizeof *l);
+    if (!l || !(l->env = enif_alloc_env())) {
+        enif_free(l);
+        return 0;
+    }
+    l->to = *to;
+    l->msg = enif_make_copy(l->env, msg);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int ok = pthread_create(&t, &attr, late_send_main, l) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok) {
+        enif_free_env(l->env);
+        enif_free(l);
+    }
+    return ok;
+}
+
 void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t offset) {
     ErlNifEnv *e = r->env;
     ERL_NIF_TERM msg =
@@ -112,7 +165,7 @@ void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t 
                     enif_make_tuple2(e, ATOM_error, nif_make_binary(e, error, strlen(error))))
               : enif_make_tuple5(e, r->tag, r->ref, ATOM_ok, enif_make_int(e, partition),
                                  enif_make_int64(e, offset));
-    enif_send(NULL, &r->to, e, msg); /* from our own thread: no caller env */
+    nif_send(&r->to, e, msg);
     nif_reply_free(r);
 }
 

@@ -16,8 +16,9 @@ static ERL_NIF_TERM bin(ErlNifEnv *env, const char *s) {
     return nif_make_binary(env, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* koauth's requester; always called from a C thread (librdkafka's poll
- * thread, or the re-request thread below): enif_send without caller env. */
+/* koauth's requester: called from whatever serves a producer's events (a
+ * poll thread, an action's pump, a closing producer's last poll on a dirty
+ * scheduler) or the re-request thread below: nif_send picks the env. */
 static int send_request(uint64_t id, const koauth_cfg *cfg) {
     enif_mutex_lock(owner_lock);
     int rc = -1;
@@ -30,7 +31,7 @@ static int send_request(uint64_t id, const koauth_cfg *cfg) {
         enif_make_map_put(e, m, enif_make_atom(e, "scope"), bin(e, cfg->scope), &m);
         ERL_NIF_TERM msg =
             enif_make_tuple3(e, enif_make_atom(e, "ec_oauth_fetch"), enif_make_uint64(e, id), m);
-        rc = enif_send(NULL, &owner, e, msg) ? 0 : -1;
+        rc = nif_send(&owner, e, msg) ? 0 : -1;
         enif_free_env(e);
     }
     enif_mutex_unlock(owner_lock);

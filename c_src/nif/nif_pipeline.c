@@ -319,7 +319,9 @@ static ERL_NIF_TERM publish_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
         arena_free(&a);
         return enif_make_badarg(env);
     }
+    ErlNifEnv *prev = nif_caller_set(env); /* records dropped now are answered from here */
     int enqueued = nif_pipeline_run(p, &cols, &a, replies ? &w : NULL);
+    nif_caller_set(prev);
     arena_free(&a);
     if (replies && !enif_is_empty_list(env, w.list))
         return enif_make_tuple2(env, enif_make_int(env, enqueued), w.list);
@@ -342,7 +344,9 @@ ERL_NIF_TERM nif_pipeline_event(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
         arena_free(&a);
         return enif_make_badarg(env);
     }
+    ErlNifEnv *prev = nif_caller_set(env);
     int enqueued = nif_pipeline_run(p, &cols, &a, NULL);
+    nif_caller_set(prev);
     arena_free(&a);
     return enif_make_int(env, enqueued);
 }

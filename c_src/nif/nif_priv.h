@@ -33,6 +33,13 @@ bool nif_action_sync(void *res, uint64_t *timeout_ms);
  * caller's return value) and remembers the calling process; exactly one of
  * nif_reply_send / nif_reply_free ends it. */
 typedef struct nif_reply nif_reply;
+/* enif_send from any thread (our own, or an ERTS thread inside a NIF that
+ * named its env with nif_caller_set); msg is built in the process-independent
+ * msg_env, which the caller still owns and frees. Returns enif_send's result. */
+int nif_send(const ErlNifPid *to, ErlNifEnv *msg_env, ERL_NIF_TERM msg);
+/* Names the env of the NIF call running on this thread (NULL: none) for
+ * nif_send; returns the previous one, to be put back before returning. */
+ErlNifEnv *nif_caller_set(ErlNifEnv *env);
 nif_reply *nif_reply_new(ErlNifEnv *env, ERL_NIF_TERM tag, ERL_NIF_TERM *ref);
 void nif_reply_send(nif_reply *r, const char *error, int32_t partition, int64_t offset);
 void nif_reply_free(nif_reply *r);

@@ -33,10 +33,9 @@ typedef struct producer_res {
     ErlNifMonitor mon;
 } producer_res;
 
-static void on_delivery(void *ctx, void *opaque, const ec_error *err, int32_t partition,
-                        int64_t offset) {
+static void on_delivery(void *ctx, const kprod_report *r) {
     (void)ctx;
-    nif_reply_send(opaque, err ? err->msg : NULL, partition, offset);
+    nif_reply_send(r->opaque, r->err ? r->err->msg : NULL, r->partition, r->offset);
 }
 
 static void *destroy_thread(void *arg) {
@@ -115,7 +114,7 @@ ERL_NIF_TERM nif_producer_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     enif_self(env, &r->owner);
     ec_error err;
     ERL_NIF_TERM ret;
-    if (kprod_new(kv, n, on_delivery, NULL, &r->p, &err) != EC_OK) {
+    if (kprod_new(kv, n, &(kprod_hooks){.on_delivery = on_delivery}, &r->p, &err) != EC_OK) {
         r->p = NULL;
         ret = nif_error_term(env, &err);
     } else if (enif_monitor_process(env, r, &r->owner, &r->mon) != 0) {
@@ -221,7 +220,9 @@ ERL_NIF_TERM nif_producer_close(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     kprod *p = detach(r);
     if (p) {
         enif_demonitor_process(env, r, &r->mon);
+        ErlNifEnv *prev = nif_caller_set(env); /* the last reports are served here */
         kprod_destroy(p, PRODUCER_CLOSE_FLUSH_MS);
+        nif_caller_set(prev);
     }
     return ATOM_ok;
 }
