@@ -11,8 +11,25 @@ struct ramq_chunk {
     uint8_t data[];
 };
 
-void ramq_init(ramq *q) {
+void ramq_init(ramq *q, ramq_pool *pool) {
     memset(q, 0, sizeof *q);
+    q->pool = pool;
+}
+
+/* the pool's size class of a chunk of size bytes, or -1 */
+static int chunk_class(size_t size) {
+    for (int c = 0; c < RAMQ_CLASSES; c++)
+        if (size == (size_t)RAMQ_CHUNK_MIN << c) return c;
+    return -1;
+}
+
+void ramq_pool_free(ramq_pool *pool) {
+    for (int c = 0; c < RAMQ_CLASSES; c++)
+        for (ramq_chunk *k = pool->free[c], *n; k; k = n) {
+            n = k->next;
+            free(k);
+        }
+    memset(pool, 0, sizeof *pool);
 }
 
 size_t ramq_varint_len(uint64_t v) {
@@ -46,7 +63,32 @@ bool ramq_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
 
 static void chunk_free(ramq *q, ramq_chunk *c) {
     q->mem -= sizeof *c + c->size;
+    int cl = chunk_class(c->size);
+    ramq_pool *pool = q->pool;
+    if (pool && cl >= 0 && pool->bytes + c->size <= RAMQ_POOL_BYTES) {
+        c->next = pool->free[cl];
+        pool->free[cl] = c;
+        pool->bytes += c->size;
+        return;
+    }
     free(c);
+}
+
+static ramq_chunk *chunk_new(ramq *q, size_t size) {
+    int cl = chunk_class(size);
+    ramq_pool *pool = q->pool;
+    ramq_chunk *c;
+    if (pool && cl >= 0 && (c = pool->free[cl])) {
+        pool->free[cl] = c->next;
+        pool->bytes -= c->size;
+    } else if (!(c = malloc(sizeof *c + size))) {
+        return NULL;
+    }
+    c->next = NULL;
+    c->size = (uint32_t)size;
+    c->used = 0;
+    q->mem += sizeof *c + size;
+    return c;
 }
 
 uint8_t *ramq_push(ramq *q, size_t len) {
@@ -58,12 +100,8 @@ uint8_t *ramq_push(ramq *q, size_t len) {
         size_t size = t ? 2 * (size_t)t->size : RAMQ_CHUNK_MIN;
         if (size > RAMQ_CHUNK_MAX) size = RAMQ_CHUNK_MAX;
         if (size < need) size = need;
-        ramq_chunk *c = malloc(sizeof *c + size);
+        ramq_chunk *c = chunk_new(q, size);
         if (!c) return NULL;
-        c->next = NULL;
-        c->size = (uint32_t)size;
-        c->used = 0;
-        q->mem += sizeof *c + size;
         if (t && q->n == 0) { /* t: the only chunk, read to its end (kept by a loan) */
             if (q->loaned) {
                 t->next = q->spent;
@@ -145,11 +183,11 @@ void ramq_unloan(ramq *q) {
 void ramq_free(ramq *q) {
     for (ramq_chunk *c = q->head, *n; c; c = n) {
         n = c->next;
-        free(c);
+        chunk_free(q, c);
     }
     for (ramq_chunk *c = q->spent, *n; c; c = n) {
         n = c->next;
-        free(c);
+        chunk_free(q, c);
     }
-    ramq_init(q);
+    ramq_init(q, q->pool);
 }

@@ -14,8 +14,15 @@
  * before. The producer action's pump pops records under the action's lock
  * and hands them to librdkafka (which copies them) without it.
  *
- * Not thread-safe: the caller locks. No allocation happens outside
- * ramq_push; ramq_pop and ramq_unloan only free. */
+ * Queues can share a pool of spare chunks (ramq_pool, at most
+ * RAMQ_POOL_BYTES): chunks given back go there first and new ones come from
+ * it, so a queue that empties and fills again reuses its memory instead of
+ * handing it to the allocator (which may give it back to the system and
+ * fault it in again).
+ *
+ * Not thread-safe: the caller locks (queues sharing a pool under one lock).
+ * No allocation happens outside ramq_push; ramq_pop and ramq_unloan only
+ * free. */
 #ifndef EC_RAMQ_H
 #define EC_RAMQ_H
 
@@ -26,10 +33,18 @@
 #define RAMQ_CHUNK_MIN  4096u
 #define RAMQ_CHUNK_MAX  65536u
 #define RAMQ_MAX_RECORD (1u << 30) /* larger pushes fail */
+#define RAMQ_POOL_BYTES (1u << 20)
+#define RAMQ_CLASSES    5 /* chunk sizes 4, 8, 16, 32, 64 KiB */
 
 typedef struct ramq_chunk ramq_chunk;
 
+typedef struct ramq_pool {
+    ramq_chunk *free[RAMQ_CLASSES];
+    uint64_t bytes;
+} ramq_pool;
+
 typedef struct ramq {
+    ramq_pool *pool; /* NULL: none */
     ramq_chunk *head, *tail;
     ramq_chunk *spent; /* read past while loaned: freed by ramq_unloan */
     uint32_t rd;       /* read offset in head */
@@ -38,7 +53,10 @@ typedef struct ramq {
     uint64_t mem; /* bytes of the chunks held (spent ones included) */
 } ramq;
 
-void ramq_init(ramq *q);
+/* An empty queue taking spare chunks from pool (NULL: none). */
+void ramq_init(ramq *q, ramq_pool *pool);
+/* Frees a pool's chunks (no queue may use it any more). */
+void ramq_pool_free(ramq_pool *pool);
 
 /* Appends a record of len bytes and returns where to write them (before the
  * queue is used again); NULL when out of memory or len > RAMQ_MAX_RECORD. */
@@ -55,7 +73,7 @@ void ramq_pop(ramq *q);
 void ramq_loan(ramq *q);
 void ramq_unloan(ramq *q);
 
-/* Frees every chunk (a loan must not be open). */
+/* Gives every chunk back (a loan must not be open); the queue is empty. */
 void ramq_free(ramq *q);
 
 /* varints, little-endian base 128, as the record forms inside use them */

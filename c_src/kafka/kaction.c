@@ -399,7 +399,7 @@ static void *zalloc64(size_t n) {
     return p;
 }
 
-bool ka_grow_parts(ktopic *t, int32_t count) {
+bool ka_grow_parts(kaction *k, ktopic *t, int32_t count) {
     if (count <= t->cap) return true;
     kqueue **np = realloc(t->parts, sizeof *np * (size_t)count);
     if (!np) return false;
@@ -407,6 +407,7 @@ bool ka_grow_parts(ktopic *t, int32_t count) {
     for (; t->cap < count; t->cap++) {
         if (!(np[t->cap] = zalloc64(sizeof **np))) return false;
         np[t->cap]->index = t->cap;
+        ramq_init(&np[t->cap]->ring, &k->pool);
     }
     return true;
 }
@@ -469,6 +470,7 @@ static ktopic *topic_get(kaction *k, const char *name, size_t len) {
     t->name_len = len;
     t->count = -1;
     t->pending.index = -1;
+    ramq_init(&t->pending.ring, &k->pool);
     t->next = k->topics;
     k->topics = t;
     k->ntopics++;
@@ -545,26 +547,28 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     if (!k->fixed_topic &&
         (st = tmpl_render_strict(k->topic_t, ctx, TMPL_DECODE_ONCE, a, &tb, err)))
         goto failed;
-    if (!tmpl_render(k->key_t, ctx, TMPL_DECODE_EVERY, false, a, &kb) ||
-        !tmpl_render(k->val_t, ctx, TMPL_DECODE_EVERY, false, a, &vb)) {
-        st = ec_fail(err, EC_ENOMEM, "out of memory rendering the record");
-        goto failed;
-    }
+    /* key and value: in place when a template is one placeholder holding a
+     * string (no copy of the payload), else rendered into the arena */
+    const char *key, *val;
+    size_t klen, vlen;
+    if (!tmpl_render_bytes(k->key_t, ctx, a, &kb, &key, &klen) ||
+        !tmpl_render_bytes(k->val_t, ctx, a, &vb, &val, &vlen))
+        goto oom;
     int64_t ts = tmpl_render_timestamp(k->ts_t, ctx, a);
     if (k->hdrs && (st = kh_render(k->hdrs, ctx, a, &hp, &nh, err))) goto failed;
     if (!k->fixed_topic && (tb.len == 0 || tb.len > 249)) {
         st = ec_fail(err, EC_EINVAL, "bad_topic: the topic renders to %zu bytes", tb.len);
         goto failed;
     }
-    if (kb.len > UINT32_MAX / 2 || vb.len > UINT32_MAX / 2) {
+    if (klen > UINT32_MAX / 2 || vlen > UINT32_MAX / 2) {
         st = ec_fail(err, EC_ELIMIT, "the record is too large to buffer");
         goto failed;
     }
     if (nh > MAX_HDRS) nh = MAX_HDRS;
-    kview v = {.key = (const uint8_t *)kb.p,
-               .val = (const uint8_t *)vb.p,
-               .klen = (uint32_t)kb.len,
-               .vlen = (uint32_t)vb.len,
+    kview v = {.key = (const uint8_t *)key,
+               .val = (const uint8_t *)val,
+               .klen = (uint32_t)klen,
+               .vlen = (uint32_t)vlen,
                .nh = nh,
                .ts = ts,
                .born_ms = k->max_age_ms ? ka_now_ms() : 0,
@@ -592,7 +596,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         v.hdrs = h;
         v.hbytes = (uint32_t)hbytes;
     }
-    v.est = (uint32_t)kaction_estimate_size(kb.len, vb.len, hl, nh);
+    v.est = (uint32_t)kaction_estimate_size(klen, vlen, hl, nh);
     /* disk mode: a record of its own for the pump to write (made before the lock) */
     krec *r = k->mode == KCONF_BUF_DISK ? materialize(&v) : NULL, *staged_out = NULL;
     if (k->mode == KCONF_BUF_DISK && !r) {
@@ -618,7 +622,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     kqueue *q;
     int32_t partition = -1;
     if (t->count > 0) {
-        partition = part_pick(k->strategy, kb.p, kb.len, t->count);
+        partition = part_pick(k->strategy, key, klen, t->count);
         q = t->parts[partition];
     } else {
         q = &t->pending;
@@ -651,6 +655,8 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         taken_answer(k, dropped, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
     arena_reset(a);
     return EC_OK;
+oom:
+    st = ec_fail(err, EC_ENOMEM, "out of memory rendering the record");
 failed:
     atomic_fetch_add(&k->m.failed, 1);
     arena_reset(a);
@@ -824,7 +830,7 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
         drain_all(k, &t->pending, &failed, "resolved_to_unknown_topic");
         for (int32_t i = 0; i < t->cap; i++)
             drain_all(k, t->parts[i], &failed, "resolved_to_unknown_topic");
-    } else if (ka_grow_parts(t, n)) {
+    } else if (ka_grow_parts(k, t, n)) {
         for (int32_t i = n; i < t->cap; i++) /* their disk parts: dq_turn */
             drain_all(k, t->parts[i], &lost, "partition_lost");
         t->count = n;
@@ -1138,6 +1144,7 @@ static void free_action(kaction *k) {
         free(t);
         t = n;
     }
+    ramq_pool_free(&k->pool);
     free_templates(k);
     pthread_mutex_destroy(&k->mu);
     pthread_cond_destroy(&k->cv);

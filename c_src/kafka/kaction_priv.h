@@ -201,6 +201,7 @@ struct kaction {
     int64_t next_mem_check_ms;
     int metadata_timeout_ms;
     kmetrics m;
+    ramq_pool pool; /* (mu) spare ring chunks of every queue */
     kaction_reply_fn reply;
     void *reply_ctx;
     kconf_buffer_mode mode; /* hybrid without a directory: memory */
@@ -227,7 +228,7 @@ void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1
                    _Atomic uint64_t *c2);
 void ka_answer_dropped(kaction *k, krec *list); /* buffer_overflow */
 int32_t ka_pick(kaction *k, const krec *r, int32_t count);
-bool ka_grow_parts(ktopic *t, int32_t count);
+bool ka_grow_parts(kaction *k, ktopic *t, int32_t count);
 bool ka_window_room(const kaction *k, kqueue *q, uint32_t est);
 void ka_window_take(kaction *k, kqueue *q, uint32_t est);
 

@@ -586,7 +586,7 @@ ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err) {
         char *end;
         long n = e->d_name[0] == 'p' ? strtol(e->d_name + 1, &end, 10) : -1;
         if (n < 0 || n >= 1000000 || end == e->d_name + 1 || *end) continue;
-        if (!ka_grow_parts(t, (int32_t)n + 1)) {
+        if (!ka_grow_parts(k, t, (int32_t)n + 1)) {
             st = ec_fail(err, EC_ENOMEM, "out of memory");
             break;
         }

@@ -181,6 +181,30 @@ bool tmpl_render(const tmpl *t, const value *ctx, tmpl_lookup mode, bool undefin
     return buf_ok(out);
 }
 
+bool tmpl_render_ref(const tmpl *t, const value *ctx, tmpl_lookup mode, arena *a, const char **p,
+                     size_t *len) {
+    if (t->nparts != 1 || !t->parts[0].is_var) return false;
+    value v;
+    if (!tmpl_lookup_var(&t->parts[0], ctx, mode, a, &v)) { /* missing: "" as render says */
+        *p = "";
+        *len = 0;
+        return true;
+    }
+    if (v.type != VT_BIN || ((v.flags >> 4) & 7)) return false; /* text rules (or a bit string) */
+    *p = v.u.s;
+    *len = v.len;
+    return true;
+}
+
+bool tmpl_render_bytes(const tmpl *t, const value *ctx, arena *a, ec_buf *out, const char **p,
+                       size_t *len) {
+    if (tmpl_render_ref(t, ctx, TMPL_DECODE_EVERY, a, p, len)) return true;
+    if (!tmpl_render(t, ctx, TMPL_DECODE_EVERY, false, a, out)) return false;
+    *p = out->p ? out->p : "";
+    *len = out->len;
+    return true;
+}
+
 ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, arena *a,
                              ec_buf *out, ec_error *err) {
     const tmpl_part *p = render(t, ctx, mode, false, a, out);

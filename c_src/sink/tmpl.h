@@ -70,6 +70,19 @@ bool tmpl_lookup_var(const tmpl_part *p, const value *ctx, tmpl_lookup mode, are
 bool tmpl_render(const tmpl *t, const value *ctx, tmpl_lookup mode, bool undefined_word, arena *a,
                  ec_buf *out);
 
+/* Lenient rendering without a copy where it can be had: a template that is
+ * one placeholder whose value is a string gives the string's bytes in place
+ * (valid while ctx and a are), one whose value is missing gives ""; true
+ * then. False otherwise: tmpl_render it. */
+bool tmpl_render_ref(const tmpl *t, const value *ctx, tmpl_lookup mode, arena *a, const char **p,
+                     size_t *len);
+
+/* Kafka key/value rendering as the producer does it: in place
+ * (tmpl_render_ref) when it can be, else tmpl_render into out; *p and *len
+ * give the bytes. False only on out-of-memory. */
+bool tmpl_render_bytes(const tmpl *t, const value *ctx, arena *a, ec_buf *out, const char **p,
+                       size_t *len);
+
 /* Strict rendering (Kafka topic): a missing placeholder is an error naming
  * it (EC_EINVAL "failed_to_render_topic: ..."). */
 ec_status tmpl_render_strict(const tmpl *t, const value *ctx, tmpl_lookup mode, arena *a,

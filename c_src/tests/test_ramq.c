@@ -29,7 +29,7 @@ static bool rec_is(const uint8_t *p, size_t n, unsigned i) {
 
 TEST(ramq_fifo_across_chunks) {
     ramq q;
-    ramq_init(&q);
+    ramq_init(&q, NULL);
     size_t len;
     CHECK(ramq_front(&q, &len) == NULL);
     unsigned next = 0, bad = 0;
@@ -61,7 +61,7 @@ TEST(ramq_fifo_across_chunks) {
  * until ramq_unloan gives the chunks back */
 TEST(ramq_loan_keeps_popped_bytes) {
     ramq q;
-    ramq_init(&q);
+    ramq_init(&q, NULL);
     for (unsigned i = 1; i <= 400; i++)
         REQUIRE(push_rec(&q, i));
     ramq_loan(&q);
@@ -93,7 +93,7 @@ TEST(ramq_loan_keeps_popped_bytes) {
  * (read) chunk must not stay in front of it */
 TEST(ramq_emptied_during_loan_then_new_chunk) {
     ramq q;
-    ramq_init(&q);
+    ramq_init(&q, NULL);
     REQUIRE(push_rec(&q, 1)); /* 1 byte */
     ramq_loan(&q);
     size_t len;
@@ -128,7 +128,7 @@ TEST(ramq_emptied_during_loan_then_new_chunk) {
  * slack; a 64 MB queue of 114-byte records stays within 2 % of the data */
 TEST(ramq_memory_overhead) {
     ramq q;
-    ramq_init(&q);
+    ramq_init(&q, NULL);
     uint64_t data = 0;
     while (data < (64u << 20)) {
         uint8_t *p = ramq_push(&q, 114);
@@ -155,4 +155,37 @@ TEST(ramq_varints) {
         p = buf; /* cut short */
         if (end - buf > 1) CHECK(!ramq_get_varint(&p, end - 1, &v));
     }
+}
+
+/* queues sharing a pool: chunks given back wait there (up to the pool's
+ * size) and the next pushes take them again */
+TEST(ramq_pool_reuses_chunks) {
+    ramq_pool pool;
+    memset(&pool, 0, sizeof pool);
+    ramq a, b;
+    ramq_init(&a, &pool);
+    ramq_init(&b, &pool);
+    for (unsigned i = 0; i < 2000; i++) /* ~600 KB: chunks up to 64 KiB */
+        REQUIRE(push_rec(&a, i % 7 ? i : 1));
+    while (a.n)
+        ramq_pop(&a);
+    uint64_t spare = pool.bytes;
+    CHECK(spare > 0 && spare <= RAMQ_POOL_BYTES);
+    CHECK(a.mem <= RAMQ_CHUNK_MIN + 64);
+    for (unsigned i = 0; i < 2000; i++) /* another queue takes them */
+        REQUIRE(push_rec(&b, i % 7 ? i : 1));
+    CHECK(pool.bytes < spare);
+    size_t len;
+    unsigned bad = 0;
+    for (unsigned i = 0; i < 2000; i++) {
+        const uint8_t *p = ramq_front(&b, &len);
+        bad += !(p && rec_is(p, len, i % 7 ? i : 1));
+        ramq_pop(&b);
+    }
+    CHECK_INT(bad, 0);
+    ramq_free(&a);
+    ramq_free(&b);
+    CHECK(pool.bytes <= RAMQ_POOL_BYTES);
+    ramq_pool_free(&pool);
+    CHECK_INT(pool.bytes, 0);
 }
