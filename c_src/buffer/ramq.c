@@ -5,9 +5,12 @@
 #include <string.h>
 
 struct ramq_chunk {
-    ramq_chunk *next;
+    ramq_chunk *next, *prev; /* the queue's chunks, or (prev too) its spent list */
+    ramq *owner;
     uint32_t size; /* bytes of data[] */
     uint32_t used; /* write offset */
+    uint32_t pins;
+    bool spent; /* read past, kept for its pins */
     uint8_t data[];
 };
 
@@ -84,11 +87,27 @@ static ramq_chunk *chunk_new(ramq *q, size_t size) {
     } else if (!(c = malloc(sizeof *c + size))) {
         return NULL;
     }
-    c->next = NULL;
+    c->next = c->prev = NULL;
+    c->owner = q;
     c->size = (uint32_t)size;
     c->used = 0;
+    c->pins = 0;
+    c->spent = false;
     q->mem += sizeof *c + size;
     return c;
+}
+
+/* c leaves the queue's chunks: freed, or kept on the spent list while pinned */
+static void chunk_retire(ramq *q, ramq_chunk *c) {
+    if (!c->pins) {
+        chunk_free(q, c);
+        return;
+    }
+    c->spent = true;
+    c->prev = NULL;
+    c->next = q->spent;
+    if (q->spent) q->spent->prev = c;
+    q->spent = c;
 }
 
 uint8_t *ramq_push(ramq *q, size_t len) {
@@ -102,13 +121,8 @@ uint8_t *ramq_push(ramq *q, size_t len) {
         if (size < need) size = need;
         ramq_chunk *c = chunk_new(q, size);
         if (!c) return NULL;
-        if (t && q->n == 0) { /* t: the only chunk, read to its end (kept by a loan) */
-            if (q->loaned) {
-                t->next = q->spent;
-                q->spent = t;
-            } else {
-                chunk_free(q, t);
-            }
+        if (t && q->n == 0) { /* t: the only chunk, read to its end (kept by a pin) */
+            chunk_retire(q, t);
             t = NULL;
         }
         if (t)
@@ -133,11 +147,11 @@ const uint8_t *ramq_front(const ramq *q, size_t *len) {
     return p;
 }
 
-/* the head chunk is read to its end: it goes (or waits for the loan) */
+/* the head chunk is read to its end: it goes (or waits for its pins) */
 static void retire_head(ramq *q) {
     ramq_chunk *h = q->head;
-    if (h == q->tail) {        /* the queue is empty: keep one small chunk */
-        if (q->loaned) return; /* its bytes may be out on loan */
+    if (h == q->tail) {      /* the queue is empty: keep one small chunk */
+        if (h->pins) return; /* its bytes are lent out: pushes go after them */
         if (h->size > RAMQ_CHUNK_MIN) {
             chunk_free(q, h);
             q->head = q->tail = NULL;
@@ -149,12 +163,7 @@ static void retire_head(ramq *q) {
     }
     q->head = h->next;
     q->rd = 0;
-    if (q->loaned) {
-        h->next = q->spent;
-        q->spent = h;
-    } else {
-        chunk_free(q, h);
-    }
+    chunk_retire(q, h);
 }
 
 void ramq_pop(ramq *q) {
@@ -166,18 +175,24 @@ void ramq_pop(ramq *q) {
     if (q->rd == q->head->used) retire_head(q);
 }
 
-void ramq_loan(ramq *q) {
-    q->loaned = true;
+ramq_chunk *ramq_pin_front(ramq *q) {
+    q->head->pins++;
+    return q->head;
 }
 
-void ramq_unloan(ramq *q) {
-    q->loaned = false;
-    for (ramq_chunk *c = q->spent, *n; c; c = n) {
-        n = c->next;
+void ramq_unpin(ramq_chunk *c) {
+    ramq *q = c->owner;
+    if (--c->pins) return;
+    if (c->spent) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            q->spent = c->next;
+        if (c->next) c->next->prev = c->prev;
         chunk_free(q, c);
+    } else if (c == q->head && c == q->tail && !q->n) {
+        retire_head(q); /* the queue emptied while c was pinned */
     }
-    q->spent = NULL;
-    if (q->head && q->head == q->tail && !q->n) retire_head(q); /* emptied during the loan */
 }
 
 void ramq_free(ramq *q) {

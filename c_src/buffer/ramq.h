@@ -9,10 +9,10 @@
  * back to the allocator once read past; an empty queue keeps at most one
  * small chunk.
  *
- * A loan keeps the bytes of records popped from the head valid after the
- * pop: chunks read past while a loan is open are freed by ramq_unloan, not
- * before. The producer action's pump pops records under the action's lock
- * and hands them to librdkafka (which copies them) without it.
+ * A pin keeps the bytes of a record valid after it was popped: a chunk read
+ * past while pinned waits until its last pin goes, then goes back. The
+ * producer action's pump pins each record it takes and lends its value to
+ * librdkafka, unpinning it when the delivery report comes.
  *
  * Queues can share a pool of spare chunks (ramq_pool, at most
  * RAMQ_POOL_BYTES): chunks given back go there first and new ones come from
@@ -21,7 +21,7 @@
  * fault it in again).
  *
  * Not thread-safe: the caller locks (queues sharing a pool under one lock).
- * No allocation happens outside ramq_push; ramq_pop and ramq_unloan only
+ * No allocation happens outside ramq_push; ramq_pop and ramq_unpin only
  * free. */
 #ifndef EC_RAMQ_H
 #define EC_RAMQ_H
@@ -46,11 +46,10 @@ typedef struct ramq_pool {
 typedef struct ramq {
     ramq_pool *pool; /* NULL: none */
     ramq_chunk *head, *tail;
-    ramq_chunk *spent; /* read past while loaned: freed by ramq_unloan */
+    ramq_chunk *spent; /* read past while pinned: freed by the last ramq_unpin */
     uint32_t rd;       /* read offset in head */
-    bool loaned;
-    uint64_t n;   /* records */
-    uint64_t mem; /* bytes of the chunks held (spent ones included) */
+    uint64_t n;        /* records */
+    uint64_t mem;      /* bytes of the chunks held (spent ones included) */
 } ramq;
 
 /* An empty queue taking spare chunks from pool (NULL: none). */
@@ -68,12 +67,14 @@ const uint8_t *ramq_front(const ramq *q, size_t *len);
 /* Removes the oldest record (the queue must not be empty). */
 void ramq_pop(ramq *q);
 
-/* Opens a loan: the bytes of records popped from now on stay valid until
- * ramq_unloan. Loans do not nest. */
-void ramq_loan(ramq *q);
-void ramq_unloan(ramq *q);
+/* Pins the chunk of the oldest record (the queue must not be empty): its
+ * bytes stay valid, popped or not, until the chunk is unpinned as often. */
+ramq_chunk *ramq_pin_front(ramq *q);
+/* One pin less on c (under the lock of the queue that holds it); a chunk
+ * read past goes back with its last pin. */
+void ramq_unpin(ramq_chunk *c);
 
-/* Gives every chunk back (a loan must not be open); the queue is empty. */
+/* Gives every chunk back (no pin may be held); the queue is empty. */
 void ramq_free(ramq *q);
 
 /* varints, little-endian base 128, as the record forms inside use them */

@@ -663,30 +663,69 @@ failed:
     return st;
 }
 
+/* -- tickets and pins (the pump's) -- */
+
+static kticket *tk_get(kaction *k) {
+    if (!k->tk_free) {
+        enum { N = 256 };
+        void **nb = realloc(k->tk_blocks, (k->tk_nblocks + 1) * sizeof *nb);
+        kticket *blk = nb ? malloc(N * sizeof *blk) : NULL;
+        if (nb) k->tk_blocks = nb;
+        if (!blk) return NULL;
+        k->tk_blocks[k->tk_nblocks++] = blk;
+        for (int i = 0; i < N; i++) {
+            blk[i].next = k->tk_free;
+            k->tk_free = &blk[i];
+        }
+    }
+    kticket *t = k->tk_free;
+    k->tk_free = t->next;
+    return t;
+}
+
+static void tk_put(kaction *k, kticket *t) {
+    t->next = k->tk_free;
+    k->tk_free = t;
+}
+
+/* a pinned chunk to unpin once the lock is taken (no lock held); when the
+ * list cannot grow, unpinned at once */
+static void rel_push(kaction *k, ramq_chunk *c) {
+    if (!c) return;
+    if (k->nrel == k->relcap) {
+        size_t cap = k->relcap ? 2 * k->relcap : 256;
+        ramq_chunk **n = realloc(k->rel, cap * sizeof *n);
+        if (!n) {
+            pthread_mutex_lock(&k->mu);
+            ramq_unpin(c);
+            pthread_mutex_unlock(&k->mu);
+            return;
+        }
+        k->rel = n;
+        k->relcap = cap;
+    }
+    k->rel[k->nrel++] = c;
+}
+
+static void rel_drain(kaction *k) { /* k->mu held */
+    for (size_t i = 0; i < k->nrel; i++)
+        ramq_unpin(k->rel[i]);
+    k->nrel = 0;
+}
+
 /* Hands one record of the batch to librdkafka (no lock held). A ring
- * record is copied by librdkafka and its delivery report carries the token
- * (the queue found again through the topic handle and the partition); a
- * record of its own is lent, tagged KREC_TAG. Ring records that cannot be
- * told apart that way (a token with that bit, no topic handle, a header name
- * with a NUL byte that librdkafka would report shorter) become records of
- * their own first. Not EC_OK: librdkafka did not take it (kprod_send's codes
- * say whether for now or for good); the caller keeps o. */
+ * record's value is lent from its pinned chunk (its key and headers are
+ * copied), with a ticket for the delivery report; a record of its own is
+ * lent too, tagged KREC_TAG. Not EC_OK: librdkafka did not take it
+ * (kprod_send's codes say whether for now or for good); the caller keeps o
+ * (and its pin). */
 static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
     kprod_header hdrs[MAX_HDRS];
     size_t hl[2 * MAX_HDRS];
     kprod_topic *th = atomic_load(&t->th);
     bool own = o->r != NULL;
-    if (!own) {
-        const kview *v = &o->v;
-        bool plain = th && !((uintptr_t)v->token & KREC_TAG);
-        if (v->nh) hdrs_walk(v->hdrs, v->hdrs + v->hbytes, v->nh, hl, hdrs);
-        for (uint32_t i = 0; plain && i < v->nh; i++)
-            plain = !memchr(hdrs[i].key, 0, hdrs[i].key_len);
-        if (!plain) {
-            if (!(o->r = materialize(v))) return ec_fail(err, EC_ENOMEM, "out of memory");
-            own = true;
-        }
-    }
+    kticket *tk = NULL;
+    if (!own && !(tk = tk_get(k))) return ec_fail(err, EC_ENOMEM, "out of memory");
     kprod_record rec;
     if (own) {
         krec *r = o->r;
@@ -707,6 +746,8 @@ static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
                              .borrow_value = true};
     } else {
         const kview *v = &o->v;
+        if (v->nh) hdrs_walk(v->hdrs, v->hdrs + v->hbytes, v->nh, hl, hdrs);
+        *tk = (kticket){.q = o->q, .chunk = o->chunk, .token = v->token, .est = v->est};
         rec = (kprod_record){.topic = t->name,
                              .th = th,
                              .partition = o->q->index,
@@ -717,10 +758,12 @@ static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
                              .headers = hdrs,
                              .n_headers = v->nh,
                              .timestamp_ms = v->ts,
-                             .opaque = v->token,
-                             .borrow_value = false};
+                             .opaque = tk,
+                             .borrow_value = true};
     }
-    return kprod_send(k->p, &rec, err);
+    ec_status st = kprod_send(k->p, &rec, err);
+    if (st != EC_OK && tk) tk_put(k, tk);
+    return st;
 }
 
 /* -- delivery reports and errors (the pump's kprod_poll, or destroy) -- */
@@ -736,12 +779,13 @@ static void on_delivery(void *ctx, const kprod_report *rp) {
         q = r->q;
         est = r->est;
         token = r->token;
-    } else { /* a ring record: the same estimate from what was sent */
-        ktopic *t = rp->topic_opaque;
-        q = t->parts[rp->partition];
-        est = (uint32_t)kaction_estimate_size(rp->key_len, rp->value_len, rp->header_lens,
-                                              rp->n_headers);
-        token = rp->opaque;
+    } else { /* a ring record: its ticket; the chunk is unpinned after the poll */
+        kticket *tk = rp->opaque;
+        q = tk->q;
+        est = tk->est;
+        token = tk->token;
+        rel_push(k, tk->chunk);
+        tk_put(k, tk);
     }
     window_give(k, q, est, true);
     const ec_error *err = rp->err;
@@ -923,10 +967,12 @@ static int hand_off_batch(kaction *k, kout *batch, ktopic **tops, int nb, int *k
         if (st != EC_OK) { /* refused for good (e.g. message_too_large) */
             window_give(k, o->q, est, false);
             atomic_fetch_add(&k->m.failed, 1);
-            if (o->r)
+            if (o->r) {
                 finish(k, o->r, herr.msg, -1, -1);
-            else if (o->v.token && k->reply)
-                k->reply(k->reply_ctx, o->v.token, herr.msg, -1, -1);
+            } else {
+                rel_push(k, o->chunk);
+                if (o->v.token && k->reply) k->reply(k->reply_ctx, o->v.token, herr.msg, -1, -1);
+            }
         }
     }
     atomic_fetch_sub(&k->m.queuing, sent);
@@ -935,14 +981,15 @@ static int hand_off_batch(kaction *k, kout *batch, ktopic **tops, int nb, int *k
 }
 
 /* records librdkafka refused for now back to the heads of their queues, in
- * order (k->mu held); views become records of their own first (their ring
- * bytes are about to be given back), and when even that fails they fail */
+ * order (k->mu held); views become records of their own first (their chunk
+ * is unpinned), and when even that fails they fail */
 static void put_back(kaction *k, kout *batch, const int *keep, int nk, ktaken *failed) {
     for (int i = nk - 1; i >= 0; i--) {
         kout *o = &batch[keep[i]];
         kqueue *q = o->q;
         window_give(k, q, out_est(o), false);
         krec *r = o->r ? o->r : materialize(&o->v);
+        if (!o->r) ramq_unpin(o->chunk);
         if (!r) {
             atomic_fetch_sub(&k->m.queuing, 1);
             atomic_fetch_sub(&k->m.queuing_bytes, o->v.est);
@@ -962,7 +1009,6 @@ static void *pump_main(void *arg) {
     pthread_setname_np(pthread_self(), "ec_pump");
     kout *batch = k->batch;
     ktopic **tops = k->tops;
-    kqueue **loaned = k->loaned;
     int *keep = k->keep;
     ktaken gone = {0}; /* expired or failed records to answer */
     pthread_mutex_lock(&k->mu);
@@ -973,6 +1019,7 @@ static void *pump_main(void *arg) {
         pthread_mutex_unlock(&k->mu);
         kprod_poll(k->p);
         pthread_mutex_lock(&k->mu);
+        rel_drain(k); /* chunks whose values librdkafka is done with */
         bool trouble = k->trouble != k->trouble_seen;
         k->trouble_seen = k->trouble;
         if (k->overload_protection && now >= k->next_mem_check_ms) {
@@ -1008,19 +1055,15 @@ static void *pump_main(void *arg) {
             pthread_cond_signal(&k->meta_cv);
         }
         /* take a batch within each partition's window under the lock (ring
-         * records on loan), hand it to librdkafka without the lock */
-        int nb = 0, nl = 0;
+         * records pinned), hand it to librdkafka without the lock */
+        int nb = 0;
         for (ktopic *t = k->topics; t; t = t->next) {
             for (int32_t p = 0; p < t->count && p < t->cap; p++) {
                 kqueue *q = t->parts[p];
                 check_stall(k, q, trouble);
                 kout o;
                 while (nb < PUMP_BATCH && ram_peek(k, q, &o) && ka_window_room(k, q, out_est(&o))) {
-                    if (!o.r && !q->loaned) {
-                        ramq_loan(&q->ring);
-                        q->loaned = true;
-                        loaned[nl++] = q;
-                    }
+                    o.chunk = o.r ? NULL : ramq_pin_front(&q->ring);
                     ram_pop(q, &o);
                     ka_window_take(k, q, out_est(&o));
                     tops[nb] = t;
@@ -1045,10 +1088,7 @@ static void *pump_main(void *arg) {
             if (behind && behind->next_refresh_ms > now + UNRESOLVED_RETRY_MS)
                 behind->next_refresh_ms = now + UNRESOLVED_RETRY_MS; /* a shrink shows soon */
             put_back(k, batch, keep, nk, &gone);
-            for (int i = 0; i < nl; i++) { /* librdkafka has its copies */
-                ramq_unloan(&loaned[i]->ring);
-                loaned[i]->loaned = false;
-            }
+            rel_drain(k); /* records refused for good */
             if (gone.toks.count) {
                 pthread_mutex_unlock(&k->mu);
                 taken_answer(k, &gone, "out of memory", &k->m.failed, NULL);
@@ -1154,8 +1194,11 @@ static void free_action(kaction *k) {
     free(k->enc);
     free(k->batch);
     free(k->tops);
-    free(k->loaned);
     free(k->keep);
+    for (size_t i = 0; i < k->tk_nblocks; i++)
+        free(k->tk_blocks[i]);
+    free(k->tk_blocks);
+    free(k->rel);
     free(k);
 }
 
@@ -1204,14 +1247,14 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     }
     k->batch = malloc(PUMP_BATCH * sizeof *k->batch);
     k->tops = malloc(PUMP_BATCH * sizeof *k->tops);
-    k->loaned = malloc(PUMP_BATCH * sizeof *k->loaned);
+
     k->keep = malloc(PUMP_BATCH * sizeof *k->keep);
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     pthread_cond_init(&k->meta_cv, NULL);
     pthread_mutex_init(&k->dmu, NULL);
     if (k->fixed_topic) k->fixed = topic_get(k, act->topic, strlen(act->topic));
-    if ((k->fixed_topic && !k->fixed) || !k->batch || !k->tops || !k->loaned || !k->keep)
+    if ((k->fixed_topic && !k->fixed) || !k->batch || !k->tops || !k->keep)
         st = ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     else if (k->mode == KCONF_BUF_HYBRID)
         st = kdisk_wipe(k->dir, err); /* hybrid promises nothing across a restart */
@@ -1315,6 +1358,9 @@ void kaction_destroy(kaction *k, int flush_ms) {
     int64_t left = deadline - ka_now_ms();
     atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
+    pthread_mutex_lock(&k->mu);
+    rel_drain(k);
+    pthread_mutex_unlock(&k->mu);
     ktaken rest = {0};
     uint64_t ndisk = 0;
     for (ktopic *t = k->topics; t; t = t->next) {

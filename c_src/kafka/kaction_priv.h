@@ -39,7 +39,7 @@
 #define CACHE_MAX              (4u << 20)  /* RAM for written records kept to send (per action) */
 #define READ_RETRY_MS          1000        /* a disk part that failed to read waits this long */
 #define STALL_MS               1000 /* in-flight records unanswered this long: the partition stalls */
-#define KREC_TAG               ((uintptr_t)4) /* a librdkafka opaque that is a krec (else a token) */
+#define KREC_TAG               ((uintptr_t)4) /* a librdkafka opaque that is a krec (else a kticket) */
 
 typedef struct ktopic ktopic;
 
@@ -102,7 +102,6 @@ struct kqueue {
     krec *head, *tail;
     ramq ring;
     ring_state w, r;    /* the ring's writer (tail) and reader (head) */
-    bool loaned;        /* the ring is on loan to the pump's batch */
     uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
     uint64_t ram_bytes; /* of the RAM part */
     krec *stage, *stage_tail;
@@ -142,12 +141,23 @@ struct ktopic {
 };
 
 /* One record of the pump's batch: a record of its own, or a view of one in
- * q's ring (on loan until the batch is handed over). */
+ * q's ring whose chunk is pinned (lent to librdkafka until the report). */
 typedef struct kout {
     kqueue *q;
     krec *r;
     kview v;
+    ramq_chunk *chunk;
 } kout;
+
+/* What the delivery report of a ring record lent to librdkafka needs (the
+ * pump's: taken at hand-off, given back in the report). */
+typedef struct kticket {
+    struct kticket *next; /* free list */
+    kqueue *q;
+    ramq_chunk *chunk; /* pinned while librdkafka holds the value (NULL: none) */
+    void *token;
+    uint32_t est;
+} kticket;
 
 /* Records taken out of the buffers to be answered outside the lock: how
  * many (for the counters) and the tokens to reply to. */
@@ -180,11 +190,15 @@ struct kaction {
     uint32_t trouble, trouble_seen; /* the pump's: broker connection failures seen */
     int64_t now_ms;                 /* the pump's clock for this turn */
     int64_t
-        stall_ms;    /* STALL_MS, plus twice max_linger_time (librdkafka holds records that long) */
-    kout *batch;     /* the pump's batch (PUMP_BATCH), and per record: */
-    ktopic **tops;   /*   its topic */
-    kqueue **loaned; /* the queues whose rings the batch has on loan */
-    int *keep;       /* records librdkafka refused for now */
+        stall_ms;  /* STALL_MS, plus twice max_linger_time (librdkafka holds records that long) */
+    kout *batch;   /* the pump's batch (PUMP_BATCH), and per record: */
+    ktopic **tops; /*   its topic */
+    int *keep;     /* records librdkafka refused for now */
+    kticket *tk_free; /* the pump's tickets: free list, and the blocks they come from */
+    void **tk_blocks;
+    size_t tk_nblocks;
+    ramq_chunk **rel; /* the pump's: chunks to unpin (under mu) once the reports are served */
+    size_t nrel, relcap;
     ktopic *topics;
     uint32_t ntopics;
     tmpl *topic_t, *key_t, *val_t, *ts_t;

@@ -39,33 +39,17 @@ long kprod_live_count(void) {
     return atomic_load(&live_producers);
 }
 
-#define KPROD_MAX_HEADERS 256
-
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     kprod *p = opaque;
     if (!p->hooks.on_delivery) return;
     ec_error e;
-    size_t lens[2 * KPROD_MAX_HEADERS];
     kprod_report r = {.opaque = m->_private,
                       .topic_opaque = m->rkt ? rd_kafka_topic_opaque(m->rkt) : NULL,
                       .partition = m->partition,
                       .offset = m->err ? -1 : m->offset,
                       .key_len = m->key ? m->key_len : 0,
-                      .value_len = m->payload ? m->len : 0,
-                      .header_lens = lens};
-    rd_kafka_headers_t *hdrs;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t size;
-        while (r.n_headers < KPROD_MAX_HEADERS &&
-               !rd_kafka_header_get_all(hdrs, r.n_headers, &name, &val, &size)) {
-            lens[2 * r.n_headers] = strlen(name);
-            lens[2 * r.n_headers + 1] = val ? size : 0;
-            r.n_headers++;
-        }
-    }
+                      .value_len = m->payload ? m->len : 0};
     if (m->err) {
         if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)
             ec_fail(&e, EC_EEXPIRED, "%s", KPROD_ERR_EXPIRED);

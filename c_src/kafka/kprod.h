@@ -34,8 +34,6 @@ typedef struct kprod_report {
     int32_t partition;
     int64_t offset;            /* -1 on error */
     size_t key_len, value_len; /* as sent (0 for NULL) */
-    uint32_t n_headers;        /* and 2 * n_headers lengths: name, value, ... */
-    const size_t *header_lens; /* (a name's length up to its first NUL byte) */
 } kprod_report;
 typedef void (*kprod_delivery_fn)(void *ctx, const kprod_report *r);
 

@@ -57,70 +57,82 @@ TEST(ramq_fifo_across_chunks) {
     CHECK_INT(q.mem, 0);
 }
 
-/* popped while loaned: the bytes stay readable after more pushes and pops,
- * until ramq_unloan gives the chunks back */
-TEST(ramq_loan_keeps_popped_bytes) {
+/* pinned, then popped: the bytes stay readable after more pushes and pops,
+ * until the last unpin gives the chunks back */
+TEST(ramq_pins_keep_popped_bytes) {
     ramq q;
     ramq_init(&q, NULL);
     for (unsigned i = 1; i <= 400; i++)
         REQUIRE(push_rec(&q, i));
-    ramq_loan(&q);
     const uint8_t *got[300];
     size_t lens[300];
+    ramq_chunk *pins[300];
     for (unsigned i = 0; i < 300; i++) {
         got[i] = ramq_front(&q, &lens[i]);
         REQUIRE(got[i]);
+        pins[i] = ramq_pin_front(&q);
         ramq_pop(&q);
     }
-    for (unsigned i = 401; i <= 900; i++) /* more chunks, more pops, all during the loan */
+    for (unsigned i = 401; i <= 900; i++) /* more chunks, more pops, all while pinned */
         REQUIRE(push_rec(&q, i));
     size_t len;
     for (unsigned i = 0; i < 50; i++)
         ramq_pop(&q);
-    uint64_t loaned_mem = q.mem;
+    uint64_t pinned_mem = q.mem;
     unsigned bad = 0;
     for (unsigned i = 0; i < 300; i++)
         bad += !rec_is(got[i], lens[i], i + 1);
     CHECK_INT(bad, 0);
-    ramq_unloan(&q);
-    CHECK(q.mem < loaned_mem); /* the chunks read past went back */
+    for (unsigned i = 0; i < 150; i++) /* half the pins: only chunks with none left go */
+        ramq_unpin(pins[i]);
+    for (unsigned i = 150; i < 300; i++)
+        bad += !rec_is(got[i], lens[i], i + 1);
+    CHECK_INT(bad, 0);
+    for (unsigned i = 150; i < 300; i++)
+        ramq_unpin(pins[i]);
+    CHECK(q.mem < pinned_mem); /* the chunks read past went back */
     const uint8_t *p = ramq_front(&q, &len);
     CHECK(p && rec_is(p, len, 351));
     ramq_free(&q);
 }
 
-/* the queue emptied during a loan, then a push needs a new chunk: the old
- * (read) chunk must not stay in front of it */
-TEST(ramq_emptied_during_loan_then_new_chunk) {
+/* the queue emptied while its chunk was pinned, then a push needs a new
+ * chunk: the old (read) chunk must not stay in front of it, and goes back
+ * with its last pin */
+TEST(ramq_emptied_while_pinned_then_new_chunk) {
     ramq q;
     ramq_init(&q, NULL);
     REQUIRE(push_rec(&q, 1)); /* 1 byte */
-    ramq_loan(&q);
     size_t len;
     const uint8_t *held = ramq_front(&q, &len);
+    ramq_chunk *c = ramq_pin_front(&q);
     ramq_pop(&q);
     CHECK_INT(q.n, 0);
     REQUIRE(push_rec(&q, 7)); /* 100 KB: a chunk of its own */
     REQUIRE(push_rec(&q, 8));
     const uint8_t *p = ramq_front(&q, &len);
     CHECK(p && rec_is(p, len, 7));
-    CHECK(rec_is(held, 1, 1)); /* still readable: on loan */
-    ramq_unloan(&q);
+    CHECK(rec_is(held, 1, 1)); /* still readable: pinned */
+    ramq_unpin(c);
     ramq_pop(&q);
     p = ramq_front(&q, &len);
     CHECK(p && rec_is(p, len, 8));
     ramq_pop(&q);
     CHECK_INT(q.n, 0);
-    /* emptied during a loan, the next push fits the same chunk */
+    /* emptied while pinned, the next push fits the same chunk; the last
+     * unpin of an empty queue's chunk resets it */
     REQUIRE(push_rec(&q, 2));
-    ramq_loan(&q);
+    c = ramq_pin_front(&q);
     ramq_pop(&q);
     REQUIRE(push_rec(&q, 3));
     p = ramq_front(&q, &len);
     CHECK(p && rec_is(p, len, 3));
-    ramq_unloan(&q);
     ramq_pop(&q);
+    ramq_unpin(c);
     CHECK(q.mem <= RAMQ_CHUNK_MIN + 64);
+    REQUIRE(push_rec(&q, 4));
+    p = ramq_front(&q, &len);
+    CHECK(p && rec_is(p, len, 4));
     ramq_free(&q);
 }
 
