@@ -244,6 +244,8 @@ int main(void) {
     printf("\nbuffer.mode disk vs memory (%s broker, key_dispatch)\n", real ? "real" : "mock");
     printf("%6s %12s %12s %7s\n", "value", "memory r/s", "disk r/s", "ratio");
     for (int v = 0; v < 2; v++) {
+        const char *only = getenv("BENCH_DISK_VALUE"); /* 100 | 1024: one size (profiling) */
+        if (only && atoi(only) != (v ? 1024 : 100)) continue;
         bench_case mem = {real ? real : NULL, real ? real_topic : "bench-mock", v ? 1024 : 100, "key_dispatch", n,
                           "-"};
         bench_case disk = mem;
@@ -253,7 +255,11 @@ int main(void) {
             char cmd[128];
             snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
             if (system(cmd) != 0) return 1;
-            if (rnd % 2) {
+                        const char *side = getenv("BENCH_SIDE"); /* disk | memory: profile one side */
+            if (side) {
+                ds[rnd] = strcmp(side, "memory") ? run_action(&disk, keys, payload) : 1;
+                ms[rnd] = strcmp(side, "memory") ? 1 : run_action(&mem, keys, payload);
+            } else if (rnd % 2) {
                 ds[rnd] = run_action(&disk, keys, payload);
                 ms[rnd] = run_action(&mem, keys, payload);
             } else {

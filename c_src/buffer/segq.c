@@ -1,6 +1,8 @@
 /* segq.c - durable segment-file FIFO (see segq.h). */
 #include "segq.h"
 
+#include "../core/crc32c.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -112,10 +114,15 @@ static bool ensure_rbuf(segq *q, size_t n) {
     return true;
 }
 
+/* a record's checksum over its first 8 header bytes and its payload: CRC-32
+ * (zlib) for format version 1, CRC-32C for version 2 (what is written) */
 static uint32_t rec_crc(const uint8_t *hdr8, const void *payload, uint32_t len) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, hdr8, 8);
-    return (uint32_t)crc32(c, payload, len);
+    if (hdr8[1] == 1) {
+        uLong c = crc32(0L, Z_NULL, 0);
+        c = crc32(c, hdr8, 8);
+        return (uint32_t)crc32(c, payload, len);
+    }
+    return crc32c(crc32c(0, hdr8, 8), payload, len);
 }
 
 static int seg_index(const segq *q, uint64_t num) {
@@ -236,7 +243,7 @@ static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
             bad = !zero_tail; /* something written after a gap: damage */
             break;
         }
-        if (hn < SEGQ_REC_HEADER || rh[0] != 0xEC || rh[1] != SEGQ_FORMAT ||
+        if (hn < SEGQ_REC_HEADER || rh[0] != 0xEC || (rh[1] != 1 && rh[1] != SEGQ_REC_FORMAT) ||
             (len = get32(rh + 4)) > SEGQ_MAX_RECORD || size - off - SEGQ_REC_HEADER < len ||
             !ensure_rbuf(q, len) || (len && !read_full(fd, q->rbuf, len, off + SEGQ_REC_HEADER)) ||
             rec_crc(rh, q->rbuf, len) != get32(rh + 8)) {
@@ -441,7 +448,7 @@ static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *i
         if ((st = roll(q, err))) return st;
         t = &q->segs[q->nsegs - 1];
     }
-    uint8_t h[SEGQ_REC_HEADER] = {0xEC, SEGQ_FORMAT, 0, 0};
+    uint8_t h[SEGQ_REC_HEADER] = {0xEC, SEGQ_REC_FORMAT, 0, 0};
     put32(h + 4, len);
     put32(h + 8, rec_crc(h, data, len));
     if (map_tail(q, t->size, sizeof h + len)) {

@@ -6,9 +6,12 @@
  *                                 larger record gets a segment of its own)
  *   commit                        the acknowledged prefix: (segment, offset)
  * A segment starts with a 16-byte header ("ECSEG\0", format version u16,
- * segment number u64). Each record is a 12-byte header (0xEC, format version,
- * two reserved bytes, u32 length, u32 CRC-32 of the first 8 header bytes and
- * the payload) followed by the payload; integers little-endian. The commit
+ * segment number u64). Each record is a 12-byte header (0xEC, record format
+ * version, two reserved bytes, u32 length, u32 checksum of the first 8
+ * header bytes and the payload) followed by the payload; integers
+ * little-endian. Records are written in version 2, checksummed with CRC-32C
+ * (a CPU instruction where there is one); version 1 records, checksummed with
+ * zlib's CRC-32, are still read. The commit
  * file holds (segment, offset) with its own CRC; it only moves forward, over
  * records acknowledged in order (segq_ack marks any record; the marker
  * advances over the contiguous acknowledged prefix).
@@ -44,7 +47,8 @@
 
 #include "../core/error.h"
 
-#define SEGQ_FORMAT     1
+#define SEGQ_FORMAT     1 /* segment header and commit marker */
+#define SEGQ_REC_FORMAT 2 /* records: CRC-32C (1: CRC-32, read only) */
 #define SEGQ_SEG_HEADER 16
 #define SEGQ_REC_HEADER 12
 #define SEGQ_MAX_RECORD (64u << 20)

@@ -158,14 +158,15 @@ static bool hdrs_walk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *
     return true;
 }
 
-/* appends v to q's ring (k->mu held); false when out of memory */
-static bool ring_put(kaction *k, kqueue *q, const kview *v) {
-    bool tok = v->token != q->w.token;
-    uint64_t dts = zz(sub64(v->ts, q->w.ts)), dborn = zz(sub64(v->born_ms, q->w.born_ms));
+/* appends v to a ring whose writer state is w (k->mu held); false when out
+ * of memory */
+static bool ring_put_to(kaction *k, ramq *ring, ring_state *w, const kview *v) {
+    bool tok = v->token != w->token;
+    uint64_t dts = zz(sub64(v->ts, w->ts)), dborn = zz(sub64(v->born_ms, w->born_ms));
     size_t len = 1 + ramq_varint_len(v->klen) + ramq_varint_len(v->vlen) + ramq_varint_len(dts) +
                  (k->max_age_ms ? ramq_varint_len(dborn) : 0) + (tok ? sizeof v->token : 0) +
                  (v->nh ? ramq_varint_len(v->nh) : 0) + v->klen + v->vlen + v->hbytes;
-    uint8_t *p = ramq_push(&q->ring, len);
+    uint8_t *p = ramq_push(ring, len);
     if (!p) return false;
     *p++ = (uint8_t)((tok ? RF_TOKEN : 0) | (v->nh ? RF_HDRS : 0));
     p = ramq_put_varint(p, v->klen);
@@ -182,15 +183,19 @@ static bool ring_put(kaction *k, kqueue *q, const kview *v) {
     if (v->vlen) memcpy(p, v->val, v->vlen);
     p += v->vlen;
     if (v->hbytes) memcpy(p, v->hdrs, v->hbytes);
-    q->w = (ring_state){v->ts, v->born_ms, v->token};
+    *w = (ring_state){v->ts, v->born_ms, v->token};
     return true;
 }
 
-/* q's oldest ring record decoded into v (k->mu held); false when the ring
- * is empty */
-static bool ring_peek(const kaction *k, const kqueue *q, kview *v) {
+static bool ring_put(kaction *k, kqueue *q, const kview *v) { /* q's RAM ring */
+    return ring_put_to(k, &q->ring, &q->w, v);
+}
+
+/* the oldest record of a ring whose reader state is rs decoded into v (k->mu
+ * held); false when the ring is empty */
+static bool ring_peek_at(const kaction *k, const ramq *ring, const ring_state *rs, kview *v) {
     size_t len;
-    const uint8_t *p = ramq_front(&q->ring, &len);
+    const uint8_t *p = ramq_front(ring, &len);
     if (!p) return false;
     const uint8_t *end = p + len;
     uint8_t flags = *p++;
@@ -199,14 +204,14 @@ static bool ring_peek(const kaction *k, const kqueue *q, kview *v) {
     ramq_get_varint(&p, end, &vl);
     ramq_get_varint(&p, end, &dts);
     if (k->max_age_ms) ramq_get_varint(&p, end, &dborn);
-    v->token = q->r.token;
+    v->token = rs->token;
     if (flags & RF_TOKEN) {
         memcpy(&v->token, p, sizeof v->token);
         p += sizeof v->token;
     }
     if (flags & RF_HDRS) ramq_get_varint(&p, end, &nh);
-    v->ts = add64(q->r.ts, unzz(dts));
-    v->born_ms = k->max_age_ms ? add64(q->r.born_ms, unzz(dborn)) : 0;
+    v->ts = add64(rs->ts, unzz(dts));
+    v->born_ms = k->max_age_ms ? add64(rs->born_ms, unzz(dborn)) : 0;
     v->klen = (uint32_t)kl;
     v->vlen = (uint32_t)vl;
     v->nh = (uint32_t)nh;
@@ -220,10 +225,18 @@ static bool ring_peek(const kaction *k, const kqueue *q, kview *v) {
     return true;
 }
 
-/* removes q's oldest ring record, v (its ring_peek) */
+/* removes a ring's oldest record, v (its ring_peek_at) */
+static void ring_pop_at(ramq *ring, ring_state *rs, const kview *v) {
+    *rs = (ring_state){v->ts, v->born_ms, v->token};
+    ramq_pop(ring);
+}
+
+static bool ring_peek(const kaction *k, const kqueue *q, kview *v) { /* q's RAM ring */
+    return ring_peek_at(k, &q->ring, &q->r, v);
+}
+
 static void ring_pop(kqueue *q, const kview *v) {
-    q->r = (ring_state){v->ts, v->born_ms, v->token};
-    ramq_pop(&q->ring);
+    ring_pop_at(&q->ring, &q->r, v);
 }
 
 /* a record of its own from a view (NULL: out of memory) */
@@ -408,6 +421,7 @@ bool ka_grow_parts(kaction *k, ktopic *t, int32_t count) {
         if (!(np[t->cap] = zalloc64(sizeof **np))) return false;
         np[t->cap]->index = t->cap;
         ramq_init(&np[t->cap]->ring, &k->pool);
+        ramq_init(&np[t->cap]->stage, &k->pool);
     }
     return true;
 }
@@ -471,6 +485,7 @@ static ktopic *topic_get(kaction *k, const char *name, size_t len) {
     t->count = -1;
     t->pending.index = -1;
     ramq_init(&t->pending.ring, &k->pool);
+    ramq_init(&t->pending.stage, &k->pool);
     t->next = k->topics;
     k->topics = t;
     k->ntopics++;
@@ -479,17 +494,6 @@ static ktopic *topic_get(kaction *k, const char *name, size_t len) {
 
 /* -- the disk part of a queue (disk and hybrid mode) -- */
 
-static void stage_push(kqueue *q, krec *r) {
-    r->next = NULL;
-    if (q->stage_tail)
-        q->stage_tail->next = r;
-    else
-        q->stage = r;
-    q->stage_tail = r;
-    q->bytes += r->est;
-    q->stage_bytes += r->est;
-}
-
 /* Whether a new record for q goes through the disk part (k->mu held): always
  * in disk mode; in hybrid mode once the RAM part holds segment_bytes, and
  * then until the disk part is empty again (so order holds), and while the
@@ -497,31 +501,80 @@ static void stage_push(kqueue *q, krec *r) {
 static bool to_disk(const kaction *k, const ktopic *t, const kqueue *q, uint32_t est) {
     if (k->mode == KCONF_BUF_DISK) return true;
     if (k->mode != KCONF_BUF_HYBRID) return false;
-    return q->spilled || q->stage || q->ram_bytes + est > k->seg_bytes ||
+    return q->spilled || q->stage.n || q->ram_bytes + est > k->seg_bytes ||
            (q != &t->pending && t->pending.bytes);
 }
 
-/* r staged for the pump to write to q's disk part (k->mu held); records
- * not written yet beyond the bound dropped onto *dropped */
-static void stage_record(kaction *k, kqueue *q, krec *r, krec **dropped) {
+/* v staged for the pump to write to q's disk part (k->mu held); false when
+ * out of memory. Senders outrunning the disk writer: RAM stays bounded, the
+ * oldest records not written yet go onto *dropped (the older ones on disk
+ * cannot be reached from here). */
+static bool stage_view(kaction *k, kqueue *q, const kview *v, ktaken *dropped) {
+    if (!ring_put_to(k, &q->stage, &q->sw, v)) return false;
     q->spilled = true;
-    stage_push(q, r);
+    q->bytes += v->est;
+    q->stage_bytes += v->est;
     atomic_fetch_add(&k->m.queuing, 1);
-    atomic_fetch_add(&k->m.queuing_bytes, r->est);
-    /* senders outrunning the disk writer: RAM stays bounded, the oldest
-     * records not written yet go (the older ones on disk cannot be reached
-     * from here) */
+    atomic_fetch_add(&k->m.queuing_bytes, v->est);
     uint64_t cap = k->per_partition_limit > STAGE_MAX ? k->per_partition_limit : STAGE_MAX;
-    while (q->stage_bytes > cap && q->stage != r) {
-        krec *o = q->stage;
-        q->stage = o->next;
-        q->stage_bytes -= o->est;
-        q->bytes -= o->est;
+    kview o;
+    while (q->stage_bytes > cap && q->stage.n > 1 && ring_peek_at(k, &q->stage, &q->sr, &o)) {
+        ring_pop_at(&q->stage, &q->sr, &o);
+        q->stage_bytes -= o.est;
+        q->bytes -= o.est;
         atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, o->est);
-        o->next = *dropped;
-        *dropped = o;
+        atomic_fetch_sub(&k->m.queuing_bytes, o.est);
+        toks_add(k, &dropped->toks, o.token, "buffer_overflow");
     }
+    return true;
+}
+
+krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur) {
+    /* pinned and popped under the lock, made into records without it */
+    pthread_mutex_lock(&k->mu);
+    *cur = q->bytes - q->stage_bytes;
+    size_t n = 0;
+    kout o;
+    while (ring_peek_at(k, &q->stage, &q->sr, &o.v)) {
+        if (n == k->staged_cap) {
+            size_t cap = k->staged_cap ? 2 * k->staged_cap : 256;
+            kout *nv = realloc(k->staged, cap * sizeof *nv);
+            if (!nv) break; /* the rest waits for the next turn */
+            k->staged = nv;
+            k->staged_cap = cap;
+        }
+        o.chunk = ramq_pin_front(&q->stage);
+        ring_pop_at(&q->stage, &q->sr, &o.v);
+        q->stage_bytes -= o.v.est;
+        k->staged[n++] = o;
+    }
+
+    pthread_mutex_unlock(&k->mu);
+    krec *head = NULL, **tail = &head;
+    ktaken failed = {0};
+    for (size_t i = 0; i < n; i++) {
+        krec *r = materialize(&k->staged[i].v);
+        if (!r) { /* it fails: out of memory */
+            pthread_mutex_lock(&k->mu);
+            q->bytes -= k->staged[i].v.est;
+            pthread_mutex_unlock(&k->mu);
+            atomic_fetch_sub(&k->m.queuing, 1);
+            atomic_fetch_sub(&k->m.queuing_bytes, k->staged[i].v.est);
+            toks_add(k, &failed.toks, k->staged[i].v.token, "out of memory");
+            continue;
+        }
+        r->topic = t;
+        r->partition = q->index;
+        *tail = r;
+        tail = &r->next;
+    }
+    pthread_mutex_lock(&k->mu);
+    for (size_t i = 0; i < n; i++)
+        ramq_unpin(k->staged[i].chunk);
+    pthread_mutex_unlock(&k->mu);
+    taken_answer(k, &failed, "out of memory", &k->m.failed, NULL);
+    taken_free(&failed);
+    return head;
 }
 
 /* -- sending -- */
@@ -597,25 +650,17 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         v.hbytes = (uint32_t)hbytes;
     }
     v.est = (uint32_t)kaction_estimate_size(klen, vlen, hl, nh);
-    /* disk mode: a record of its own for the pump to write (made before the lock) */
-    krec *r = k->mode == KCONF_BUF_DISK ? materialize(&v) : NULL, *staged_out = NULL;
-    if (k->mode == KCONF_BUF_DISK && !r) {
-        st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
-        goto failed;
-    }
     ktaken *dropped = &send_dropped;
     pthread_mutex_lock(&k->mu);
     ktopic *t = k->fixed_topic ? k->fixed : topic_get(k, tb.p, tb.len);
     if (!t) {
         pthread_mutex_unlock(&k->mu);
-        free(r);
         st = ec_fail(err, EC_ELIMIT, "too many distinct topics for one action (%d)",
                      KACTION_MAX_TOPICS);
         goto failed;
     }
     if (t->count == 0 && ka_now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
         pthread_mutex_unlock(&k->mu);
-        free(r);
         st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %s", t->name);
         goto failed;
     }
@@ -627,15 +672,12 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     } else {
         q = &t->pending;
     }
-    if (r || to_disk(k, t, q, v.est)) { /* the pump writes it */
-        if (!r && !(r = materialize(&v))) {
+    if (to_disk(k, t, q, v.est)) { /* the pump writes it */
+        if (!stage_view(k, q, &v, dropped)) {
             pthread_mutex_unlock(&k->mu);
             st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
             goto failed;
         }
-        r->topic = t;
-        r->partition = partition;
-        stage_record(k, q, r, &staged_out);
     } else {
         if (!ring_put(k, q, &v)) {
             pthread_mutex_unlock(&k->mu);
@@ -650,7 +692,6 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     }
     wake_pump(k);
     pthread_mutex_unlock(&k->mu);
-    ka_answer_dropped(k, staged_out);
     if (dropped->list || dropped->toks.count)
         taken_answer(k, dropped, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
     arena_reset(a);
@@ -918,10 +959,10 @@ static void expire_queue(kaction *k, kqueue *q, int64_t now, ktaken *out) {
  * records and window room, or records staged for the disk */
 static bool sendable(kaction *k) {
     for (ktopic *t = k->topics; t; t = t->next) {
-        if (t->pending.stage) return true;
+        if (t->pending.stage.n) return true;
         for (int32_t p = 0; p < t->cap; p++) {
             kqueue *q = t->parts[p];
-            if (q->stage) return true;
+            if (q->stage.n) return true;
             if (p >= t->count) continue;
             bool readable = q->dq_n && (!q->read_again_ms || ka_now_ms() >= q->read_again_ms);
             uint32_t e = ka_ram_head_est(k, q);
@@ -1174,6 +1215,7 @@ static void free_action(kaction *k) {
             kqueue *q = i < 0 ? &t->pending : t->parts[i];
             kdisk_free_queue(q);
             ramq_free(&q->ring);
+            ramq_free(&q->stage);
             for (krec *r = q->head, *n; r; r = n)
                 n = r->next, free(r);
             if (i >= 0) free(q);
@@ -1199,6 +1241,7 @@ static void free_action(kaction *k) {
         free(k->tk_blocks[i]);
     free(k->tk_blocks);
     free(k->rel);
+    free(k->staged);
     free(k);
 }
 
@@ -1296,9 +1339,9 @@ bool kaction_test_idle(kaction *k) {
     pthread_mutex_lock(&k->mu);
     bool idle = atomic_load(&k->pump_idle) && !k->events; /* only true while it waits */
     for (ktopic *t = k->topics; t && idle; t = t->next) {
-        idle = t->meta != META_DONE && !t->pending.stage;
+        idle = t->meta != META_DONE && !t->pending.stage.n;
         for (int32_t p = 0; p < t->cap && idle; p++)
-            idle = !t->parts[p]->stage;
+            idle = !t->parts[p]->stage.n;
     }
     pthread_mutex_unlock(&k->mu);
     return idle;

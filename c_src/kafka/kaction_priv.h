@@ -104,7 +104,9 @@ struct kqueue {
     ring_state w, r;    /* the ring's writer (tail) and reader (head) */
     uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
     uint64_t ram_bytes; /* of the RAM part */
-    krec *stage, *stage_tail;
+    ramq stage;         /* records for the disk part, in the compact form (no allocation by
+                       senders; the pump turns them into records of its own) */
+    ring_state sw, sr;  /* its writer and reader */
     uint64_t stage_bytes;
     bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
     int32_t index; /* partition; -1: the topic's pending queue */
@@ -199,6 +201,8 @@ struct kaction {
     size_t tk_nblocks;
     ramq_chunk **rel; /* the pump's: chunks to unpin (under mu) once the reports are served */
     size_t nrel, relcap;
+    kout *staged; /* ka_stage_take's views (the pump's, or destroy's) */
+    size_t staged_cap;
     ktopic *topics;
     uint32_t ntopics;
     tmpl *topic_t, *key_t, *val_t, *ts_t;
@@ -234,8 +238,12 @@ struct kaction {
 int64_t ka_now_ms(void);
 bool ka_ram_any(const kqueue *q);                /* the RAM part holds records (k->mu) */
 uint32_t ka_ram_head_est(kaction *k, kqueue *q); /* the estimate of its oldest (0: none) */
-krec *ka_ram_take(kaction *k, kqueue *q);        /* its oldest, out of the buffer (k->mu);
-                                                    NULL: none or out of memory */
+/* its oldest, out of the buffer (k->mu); NULL: none or out of memory */
+krec *ka_ram_take(kaction *k, kqueue *q);
+/* the pump: every record staged for q's disk part, as a chain of records of
+ * their own (topic t), in order; *cur: q's buffered bytes without them (no
+ * lock held; a record that cannot be made fails here) */
+krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur);
 /* answers a chain of records taken out of the buffers, counting each in c1
  * and c2 (when not NULL); no lock held */
 void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,

@@ -432,12 +432,8 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
  * window has room. */
 static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, int *nb,
                     dq_out *out) {
-    pthread_mutex_lock(&k->mu);
-    krec *staged = q->stage;
-    q->stage = q->stage_tail = NULL;
-    uint64_t cur = q->bytes - q->stage_bytes;
-    q->stage_bytes = 0;
-    pthread_mutex_unlock(&k->mu);
+    uint64_t cur;
+    krec *staged = ka_stage_take(k, t, q, &cur);
     if (q->index < 0 && t->count > 0) { /* pending: every record to its partition, in order */
         krec *r;
         while ((r = dq_load(k, t, q)) || (r = staged)) {
@@ -463,7 +459,7 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
             }
         }
         pthread_mutex_lock(&k->mu);
-        if (!q->stage) q->spilled = false;
+        if (!q->stage.n) q->spilled = false;
         pthread_mutex_unlock(&k->mu);
         return;
     }
@@ -497,13 +493,13 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
         send_out(k, q, r, batch, nb);
     }
     pthread_mutex_lock(&k->mu);
-    if (!q->peek && !q->dq_n && !q->stage) q->spilled = false;
+    if (!q->peek && !q->dq_n && !q->stage.n) q->spilled = false;
     pthread_mutex_unlock(&k->mu);
 }
 
 /* whether q has disk work: staged records, or records on disk */
 static bool has_disk_work(const kqueue *q) {
-    return q->stage || q->peek || q->dq_n;
+    return q->stage.n || q->peek || q->dq_n;
 }
 
 /* The pump's disk work for every queue (no lock held): see dq_turn; and
@@ -636,8 +632,8 @@ ec_status kdisk_wipe(const char *dir, ec_error *err) {
  * chained onto *rest to be answered; the callers of records only on disk
  * answered resource_stopped here. Returns how many were answered here. */
 uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest) {
-    uint64_t n = 0;
-    for (krec *r = q->stage, *next; r; r = next) {
+    uint64_t n = 0, cur;
+    for (krec *r = ka_stage_take(k, NULL, q, &cur), *next; r; r = next) {
         next = r->next;
         uint32_t len;
         const uint8_t *b = encode(k, r, &len);
@@ -650,7 +646,6 @@ uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest) {
         atomic_fetch_sub(&k->m.queuing, 1);
         atomic_fetch_sub(&k->m.queuing_bytes, r->est);
     }
-    q->stage = NULL;
     if (q->peek) {
         q->peek->next = *rest;
         *rest = q->peek;
