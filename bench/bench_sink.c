@@ -255,7 +255,7 @@ int main(void) {
             char cmd[128];
             snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
             if (system(cmd) != 0) return 1;
-                        const char *side = getenv("BENCH_SIDE"); /* disk | memory: profile one side */
+            const char *side = getenv("BENCH_SIDE"); /* disk | memory: profile one side */
             if (side) {
                 ds[rnd] = strcmp(side, "memory") ? run_action(&disk, keys, payload) : 1;
                 ms[rnd] = strcmp(side, "memory") ? 1 : run_action(&mem, keys, payload);

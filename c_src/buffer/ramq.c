@@ -32,7 +32,18 @@ void ramq_pool_free(ramq_pool *pool) {
             n = k->next;
             free(k);
         }
-    memset(pool, 0, sizeof *pool);
+    memset(pool->free, 0, sizeof pool->free);
+    pool->bytes = 0;
+}
+
+void ramq_pool_trim(ramq_pool *pool, uint64_t keep) {
+    for (int c = RAMQ_CLASSES - 1; c >= 0 && pool->bytes > keep; c--)
+        while (pool->free[c] && pool->bytes > keep) {
+            ramq_chunk *k = pool->free[c];
+            pool->free[c] = k->next;
+            pool->bytes -= k->size;
+            free(k);
+        }
 }
 
 size_t ramq_varint_len(uint64_t v) {
@@ -68,7 +79,7 @@ static void chunk_free(ramq *q, ramq_chunk *c) {
     q->mem -= sizeof *c + c->size;
     int cl = chunk_class(c->size);
     ramq_pool *pool = q->pool;
-    if (pool && cl >= 0 && pool->bytes + c->size <= RAMQ_POOL_BYTES) {
+    if (pool && cl >= 0 && pool->bytes + c->size <= (pool->cap ? pool->cap : RAMQ_POOL_BYTES)) {
         c->next = pool->free[cl];
         pool->free[cl] = c;
         pool->bytes += c->size;

@@ -14,11 +14,11 @@
  * producer action's pump pins each record it takes and lends its value to
  * librdkafka, unpinning it when the delivery report comes.
  *
- * Queues can share a pool of spare chunks (ramq_pool, at most
- * RAMQ_POOL_BYTES): chunks given back go there first and new ones come from
- * it, so a queue that empties and fills again reuses its memory instead of
- * handing it to the allocator (which may give it back to the system and
- * fault it in again).
+ * Queues can share a pool of spare chunks (ramq_pool, at most its cap,
+ * RAMQ_POOL_BYTES unless set): chunks given back go there first and new ones
+ * come from it, so a queue that empties and fills again reuses its memory
+ * instead of handing it to the allocator (which may give it back to the
+ * system and fault it in again); ramq_pool_trim gives spare chunks back.
  *
  * Not thread-safe: the caller locks (queues sharing a pool under one lock).
  * No allocation happens outside ramq_push; ramq_pop and ramq_unpin only
@@ -40,7 +40,8 @@ typedef struct ramq_chunk ramq_chunk;
 
 typedef struct ramq_pool {
     ramq_chunk *free[RAMQ_CLASSES];
-    uint64_t bytes;
+    uint64_t bytes; /* of the spare chunks */
+    uint64_t cap;   /* at most this many (0: RAMQ_POOL_BYTES); the owner may set it */
 } ramq_pool;
 
 typedef struct ramq {
@@ -56,6 +57,9 @@ typedef struct ramq {
 void ramq_init(ramq *q, ramq_pool *pool);
 /* Frees a pool's chunks (no queue may use it any more). */
 void ramq_pool_free(ramq_pool *pool);
+/* Gives spare chunks back to the allocator until the pool holds at most
+ * keep bytes (the largest go first). */
+void ramq_pool_trim(ramq_pool *pool, uint64_t keep);
 
 /* Appends a record of len bytes and returns where to write them (before the
  * queue is used again); NULL when out of memory or len > RAMQ_MAX_RECORD. */

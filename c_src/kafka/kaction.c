@@ -6,6 +6,7 @@
  * delivery reports and errors itself and keeps each partition's in-flight
  * window; the metadata thread asks partition counts; life cycle. The disk
  * part of the queues is kdisk.c; threads and locking in kaction_priv.h. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1148,7 +1149,8 @@ static void *pump_main(void *arg) {
             atomic_store(&k->pump_idle, false);
             continue;
         }
-        pthread_cond_timedwait(&k->cv, &k->mu, &until);
+        if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT)
+            ramq_pool_trim(&k->pool, RAMQ_POOL_BYTES); /* quiet: spare chunks go back */
         atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);
@@ -1260,6 +1262,13 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->partitions_limit = act->partitions_limit;
     k->per_partition_limit = act->per_partition_limit;
     k->window = (uint64_t)act->max_inflight * act->max_batch_bytes;
+    /* under load, chunks of lent values come back as fast as new ones are
+     * needed: spare ones are kept (up to about a window) instead of going
+     * back to the allocator, which returns them to the system and faults
+     * them in again; the pump trims the pool when it has been quiet */
+    k->pool.cap = k->window < RAMQ_POOL_BYTES ? RAMQ_POOL_BYTES
+                  : k->window > POOL_BUSY_MAX ? POOL_BUSY_MAX
+                                              : k->window;
     k->stall_ms = STALL_MS + 2 * (int64_t)act->max_linger_ms;
     k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;

@@ -32,8 +32,9 @@
 #define UNKNOWN_TOPIC_RETRY_MS 30000 /* EMQX caches "unknown topic" for 30 s */
 #define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
 #define PUMP_IDLE_WAIT_MS      100
-#define PUMP_BATCH             512 /* records handed to librdkafka per lock release */
-#define DISK_FSYNC_MS          200 /* disk mode: appends made durable at least this often */
+#define POOL_BUSY_MAX          (16u << 20) /* spare ring chunks kept under load, at most */
+#define PUMP_BATCH             512         /* records handed to librdkafka per lock release */
+#define DISK_FSYNC_MS          200         /* disk mode: appends made durable at least this often */
 #define DQ_NONE                UINT64_MAX
 #define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
 #define CACHE_MAX              (4u << 20)  /* RAM for written records kept to send (per action) */

@@ -201,3 +201,30 @@ TEST(ramq_pool_reuses_chunks) {
     ramq_pool_free(&pool);
     CHECK_INT(pool.bytes, 0);
 }
+
+/* a pool's cap bounds what it keeps; trimming gives chunks back, largest
+ * first, down to what is asked */
+TEST(ramq_pool_cap_and_trim) {
+    ramq_pool pool;
+    memset(&pool, 0, sizeof pool);
+    pool.cap = 8u << 20;
+    ramq q;
+    ramq_init(&q, &pool);
+    for (unsigned i = 0; i < 12000; i++) /* 299-byte records, ~3.6 MB: more than RAMQ_POOL_BYTES */
+        REQUIRE(push_rec(&q, 299));
+    while (q.n)
+        ramq_pop(&q);
+    CHECK(pool.bytes > RAMQ_POOL_BYTES && pool.bytes <= pool.cap);
+    ramq_pool_trim(&pool, RAMQ_POOL_BYTES);
+    CHECK(pool.bytes <= RAMQ_POOL_BYTES && pool.bytes > RAMQ_POOL_BYTES - RAMQ_CHUNK_MAX);
+    CHECK_INT(pool.cap, 8u << 20); /* kept */
+    ramq_pool_trim(&pool, 0);
+    CHECK_INT(pool.bytes, 0);
+    for (int c = 0; c < RAMQ_CLASSES; c++)
+        CHECK(pool.free[c] == NULL);
+    for (unsigned i = 0; i < 100; i++) /* still usable */
+        REQUIRE(push_rec(&q, 299));
+    ramq_free(&q);
+    ramq_pool_free(&pool);
+    CHECK_INT(pool.bytes, 0);
+}
