@@ -13,7 +13,7 @@
  * run would otherwise hide the next one's growth).
  *
  * Environment: RSS_OUTAGE_S (60), RSS_RATE (records/s, 40000), RSS_LIMIT_MB
- * (L, 64), RSS_VALUE (bytes, 100). */
+ * (L, 64), RSS_VALUE (bytes, 100), RSS_MODE (one mode only). */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdatomic.h>
@@ -198,7 +198,9 @@ int main(void) {
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/ec-bench-rss-%d", (int)getpid());
     const char *modes[] = {"memory", "disk", "hybrid"};
+    const char *only = getenv("RSS_MODE"); /* memory | disk | hybrid: that mode alone */
     for (int i = 0; i < 3; i++) {
+        if (only && strcmp(only, modes[i]) != 0) continue;
         pid_t pid = fork();
         if (pid == 0) {
             run(modes[i], i ? dir : NULL, outage, rate, limit, vlen);
