@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -64,6 +66,9 @@ struct segq {
     inflight *fl; /* ring: handed out, not committed; ids next_read_id - fl_n .. */
     size_t fl_head, fl_n, fl_cap;
     uint64_t pending, pending_bytes;
+    segq_sync_fn syncer; /* NULL: fdatasync here */
+    void *syncer_ctx;
+    _Atomic uint32_t sync_out; /* descriptors handed to the syncer, not yet synced */
 };
 
 /* ---- little helpers ------------------------------------------------------------- */
@@ -358,6 +363,33 @@ ec_status segq_open(const char *dir, uint64_t segment_bytes, uint32_t fsync_ms, 
 
 /* ---- append ----------------------------------------------------------------------- */
 
+/* makes what was written to fd durable: handed to the syncer as a
+ * descriptor of its own when there is one, else here; 0 or -1 (errno) */
+static int sync_fd(segq *q, int fd) {
+    if (q->syncer) {
+        int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (d >= 0) {
+            atomic_fetch_add(&q->sync_out, 1);
+            q->syncer(q->syncer_ctx, q, d);
+            return 0;
+        }
+    }
+    return fdatasync(fd);
+}
+
+void segq_set_syncer(segq *q, segq_sync_fn fn, void *ctx) {
+    while (atomic_load(&q->sync_out)) { /* what is out finishes first */
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    q->syncer = fn;
+    q->syncer_ctx = ctx;
+}
+
+void segq_synced(segq *q) {
+    atomic_fetch_sub(&q->sync_out, 1);
+}
+
 /* unmaps the tail's window and gives back the blocks allocated past its last
  * record, so a closed segment's size is its data */
 static void close_tail(segq *q) {
@@ -366,7 +398,7 @@ static void close_tail(segq *q) {
     q->map = NULL;
     q->map_len = 0;
     if (q->nsegs) (void)!ftruncate(q->tail_fd, (off_t)q->segs[q->nsegs - 1].size);
-    if (q->tail_dirty) fdatasync(q->tail_fd);
+    if (q->tail_dirty) (void)sync_fd(q, q->tail_fd);
     close(q->tail_fd);
     q->tail_fd = -1;
     q->tail_dirty = false;
@@ -709,17 +741,19 @@ ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
 }
 
 ec_status segq_sync(segq *q, ec_error *err) {
+    if (q->syncer && atomic_load(&q->sync_out)) return EC_OK; /* the last one is under way */
     if (q->commit_moved) {
         ec_status st = write_commit(q, err);
         if (st) return st;
         q->commit_moved = false;
     }
     if (q->tail_fd >= 0 && q->tail_dirty) {
-        if (fdatasync(q->tail_fd) != 0) return sys_fail(err, "cannot sync segment in", q->dir);
+        if (sync_fd(q, q->tail_fd) != 0) return sys_fail(err, "cannot sync segment in", q->dir);
         q->tail_dirty = false;
     }
     if (q->commit_dirty) {
-        if (fdatasync(q->commit_fd) != 0) return sys_fail(err, "cannot sync the marker in", q->dir);
+        if (sync_fd(q, q->commit_fd) != 0)
+            return sys_fail(err, "cannot sync the marker in", q->dir);
         q->commit_dirty = false;
     }
     return EC_OK;
@@ -747,6 +781,7 @@ size_t segq_out_entries(const segq *q) {
 void segq_close(segq *q) {
     if (!q) return;
     ec_error err;
+    segq_set_syncer(q, NULL, NULL); /* waits for what is out; the rest is synced here */
     if (q->commit_fd >= 0) segq_sync(q, &err);
     close_tail(q);
     close_read(q);

@@ -37,7 +37,7 @@
  * truncated by another process while it is the tail is not supported.
  *
  * @locality every function does file I/O: dirty schedulers or C threads. Not
- * thread-safe: one owner (or the caller's lock). */
+ * thread-safe: one owner (or the caller's lock), except segq_synced. */
 #ifndef EC_SEGQ_H
 #define EC_SEGQ_H
 
@@ -99,6 +99,16 @@ int segq_scan(segq *q, void (*fn)(void *ctx, const void *data, uint32_t len), vo
 ec_status segq_sync(segq *q, ec_error *err);
 /* segq_sync when fsync_ms passed since the last one (now in ms, monotonic). */
 ec_status segq_maybe_sync(segq *q, uint64_t now_ms, ec_error *err);
+
+/* The fdatasync calls done elsewhere (a thread of the caller's), so the
+ * owner never waits for the device: fn(ctx, q, fd) gets a descriptor of its
+ * own to sync and close, then calls segq_synced(q) (from any thread). While
+ * one is out, segq_sync leaves its work for the next call; a segment closed
+ * on a roll is handed out too. fn = NULL: syncs here again (after waiting
+ * for what is out); segq_close does that itself. */
+typedef void (*segq_sync_fn)(void *ctx, segq *q, int fd);
+void segq_set_syncer(segq *q, segq_sync_fn fn, void *ctx);
+void segq_synced(segq *q);
 
 /* Records appended or replayed and not yet behind the commit marker (an
  * acknowledged record after an unacknowledged one still counts), and their

@@ -1228,6 +1228,7 @@ static void free_action(kaction *k) {
         free(t);
         t = n;
     }
+    kdisk_syncer_stop(k); /* every disk part closed */
     ramq_pool_free(&k->pool);
     free_templates(k);
     pthread_mutex_destroy(&k->mu);
@@ -1310,8 +1311,10 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
         st = ec_fail(err, EC_ENOMEM, "out of memory creating the action");
     else if (k->mode == KCONF_BUF_HYBRID)
         st = kdisk_wipe(k->dir, err); /* hybrid promises nothing across a restart */
-    else if (k->mode == KCONF_BUF_DISK)
+    else if (k->mode == KCONF_BUF_DISK) {
+        kdisk_syncer_start(k);
         st = kdisk_replay_all(k, k->fixed, err);
+    }
     arena a;
     arena_init(&a, 4096);
     kconf_props props;

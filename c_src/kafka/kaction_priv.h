@@ -32,6 +32,7 @@
 #define UNKNOWN_TOPIC_RETRY_MS 30000 /* EMQX caches "unknown topic" for 30 s */
 #define UNRESOLVED_RETRY_MS    1000  /* metadata retry while Kafka is unreachable */
 #define PUMP_IDLE_WAIT_MS      100
+#define SYNC_QMAX              64 /* descriptors waiting for the syncer (more: synced at once) */
 #define POOL_BUSY_MAX          (16u << 20) /* spare ring chunks kept under load, at most */
 #define PUMP_BATCH             512         /* records handed to librdkafka per lock release */
 #define DISK_FSYNC_MS          200         /* disk mode: appends made durable at least this often */
@@ -230,6 +231,17 @@ struct kaction {
     uint8_t *enc;           /* a record's disk form (the pump's) */
     size_t enc_cap;
     uint64_t cache_bytes; /* of every queue's cached records (the pump's) */
+    /* disk mode: the syncer thread does the fdatasync calls, so the pump
+     * never waits for the device (segq_set_syncer) */
+    pthread_t syncer;
+    bool syncer_started, sync_stop;
+    pthread_mutex_t smu;
+    pthread_cond_t scv;
+    struct {
+        segq *q;
+        int fd;
+    } sq[SYNC_QMAX]; /* ring: descriptors to sync */
+    uint32_t sq_head, sq_n;
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;
     _Atomic int32_t forced_count; /* tests: what metadata answers (INT32_MIN: ask Kafka) */
@@ -262,5 +274,7 @@ ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err); /* disk mode, 
 ec_status kdisk_wipe(const char *dir, ec_error *err);             /* hybrid, at start */
 uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest);
 void kdisk_free_queue(kqueue *q);
+void kdisk_syncer_start(kaction *k); /* disk mode, before a queue opens */
+void kdisk_syncer_stop(kaction *k);  /* after every queue closed */
 
 #endif

@@ -523,3 +523,67 @@ TEST(segq_reads_format_1_records) {
     segq_close(q);
     rmrf(dir);
 }
+
+/* a syncer that keeps the descriptors it is handed (the test syncs them) */
+typedef struct held_fds {
+    int fd[64];
+    int n;
+} held_fds;
+
+static void hold_fd(void *ctx, segq *q, int fd) {
+    (void)q;
+    held_fds *h = ctx;
+    if (h->n < 64) h->fd[h->n++] = fd;
+}
+
+static void release_fds(segq *q, held_fds *h) {
+    for (int i = 0; i < h->n; i++) {
+        CHECK_INT(fdatasync(h->fd[i]), 0); /* a descriptor of its own, still open */
+        close(h->fd[i]);
+        segq_synced(q);
+    }
+    h->n = 0;
+}
+
+/* with a syncer, segq_sync hands descriptors out instead of syncing; while
+ * they are out the next sync waits; a roll hands its segment out too; the
+ * records survive a reopen */
+TEST(segq_syncer_gets_the_fdatasync) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 4096, 200, &q, &rep, &err) == EC_OK);
+    held_fds h = {.n = 0};
+    segq_set_syncer(q, hold_fd, &h);
+    char b[128];
+    uint64_t id;
+    rec(b, sizeof b, 1);
+    REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+    CHECK_INT(segq_sync(q, &err), EC_OK);
+    CHECK(h.n >= 1); /* the tail (and the marker when it was written) */
+    for (int i = 0; i < h.n; i++)
+        CHECK(fcntl(h.fd[i], F_GETFD) >= 0);
+    int first = h.n;
+    REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+    CHECK_INT(segq_sync(q, &err), EC_OK);
+    CHECK_INT(h.n, first); /* the last ones are still out: nothing new */
+    release_fds(q, &h);
+    CHECK_INT(segq_sync(q, &err), EC_OK);
+    CHECK(h.n >= 1); /* now the second append's */
+    release_fds(q, &h);
+    for (int i = 0; i < 200; i++) { /* past a 4 KiB segment: the roll hands its file out */
+        rec(b, sizeof b, i);
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+    }
+    CHECK(segq_segments(q) > 1);
+    CHECK(h.n >= 1);
+    release_fds(q, &h);
+    segq_close(q); /* nothing out: syncs the rest itself */
+    REQUIRE(segq_open(dir, 4096, 200, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 202);
+    segq_close(q);
+    rmrf(dir);
+}
