@@ -7,8 +7,9 @@
  * to their partitions once the partition count is known; replayed at start.
  * See kaction_priv.h for the structures and the locking.
  *
- * @locality the pump thread (kdisk_work) and kaction_new/destroy; file I/O:
- * never on a scheduler thread. */
+ * @locality the pump thread (kdisk_work) and kaction_new/destroy; in disk
+ * mode the fdatasync calls on the action's syncer thread; file I/O: never on
+ * a scheduler thread. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
