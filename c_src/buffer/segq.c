@@ -122,7 +122,7 @@ static bool ensure_rbuf(segq *q, size_t n) {
 /* a record's checksum over its first 8 header bytes and its payload: CRC-32
  * (zlib) for format version 1, CRC-32C for version 2 (what is written) */
 static uint32_t rec_crc(const uint8_t *hdr8, const void *payload, uint32_t len) {
-    if (hdr8[1] == 1) {
+    if (hdr8[1] == SEGQ_REC_FORMAT_V1) {
         uLong c = crc32(0L, Z_NULL, 0);
         c = crc32(c, hdr8, 8);
         return (uint32_t)crc32(c, payload, len);
@@ -248,7 +248,8 @@ static void scan_segment(segq *q, uint32_t i, segq_report *rep) {
             bad = !zero_tail; /* something written after a gap: damage */
             break;
         }
-        if (hn < SEGQ_REC_HEADER || rh[0] != 0xEC || (rh[1] != 1 && rh[1] != SEGQ_REC_FORMAT) ||
+        if (hn < SEGQ_REC_HEADER || rh[0] != 0xEC ||
+            (rh[1] != SEGQ_REC_FORMAT_V1 && rh[1] != SEGQ_REC_FORMAT) ||
             (len = get32(rh + 4)) > SEGQ_MAX_RECORD || size - off - SEGQ_REC_HEADER < len ||
             !ensure_rbuf(q, len) || (len && !read_full(fd, q->rbuf, len, off + SEGQ_REC_HEADER)) ||
             rec_crc(rh, q->rbuf, len) != get32(rh + 8)) {

@@ -47,11 +47,12 @@
 
 #include "../core/error.h"
 
-#define SEGQ_FORMAT     1 /* segment header and commit marker */
-#define SEGQ_REC_FORMAT 2 /* records: CRC-32C (1: CRC-32, read only) */
-#define SEGQ_SEG_HEADER 16
-#define SEGQ_REC_HEADER 12
-#define SEGQ_MAX_RECORD (64u << 20)
+#define SEGQ_FORMAT        1 /* segment header and commit marker */
+#define SEGQ_REC_FORMAT    2 /* records written: CRC-32C */
+#define SEGQ_REC_FORMAT_V1 1 /* records read too: zlib CRC-32 */
+#define SEGQ_SEG_HEADER    16
+#define SEGQ_REC_HEADER    12
+#define SEGQ_MAX_RECORD    (64u << 20)
 
 typedef struct segq segq;
 

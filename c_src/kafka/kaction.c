@@ -1267,9 +1267,8 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
      * needed: spare ones are kept (up to about a window) instead of going
      * back to the allocator, which returns them to the system and faults
      * them in again; the pump trims the pool when it has been quiet */
-    k->pool.cap = k->window < RAMQ_POOL_BYTES ? RAMQ_POOL_BYTES
-                  : k->window > POOL_BUSY_MAX ? POOL_BUSY_MAX
-                                              : k->window;
+    k->pool.cap = k->window > POOL_BUSY_MAX ? POOL_BUSY_MAX : k->window;
+    if (k->pool.cap < RAMQ_POOL_BYTES) k->pool.cap = RAMQ_POOL_BYTES;
     k->stall_ms = STALL_MS + 2 * (int64_t)act->max_linger_ms;
     k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;

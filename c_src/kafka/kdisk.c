@@ -255,8 +255,9 @@ static void sync_submit(void *ctx, segq *q, int fd) {
     kaction *k = ctx;
     pthread_mutex_lock(&k->smu);
     if (k->syncer_started && !k->sync_stop && k->sq_n < SYNC_QMAX) {
-        k->sq[(k->sq_head + k->sq_n++) % SYNC_QMAX].q = q;
-        k->sq[(k->sq_head + k->sq_n - 1) % SYNC_QMAX].fd = fd;
+        uint32_t i = (k->sq_head + k->sq_n++) % SYNC_QMAX;
+        k->sq[i].q = q;
+        k->sq[i].fd = fd;
         pthread_cond_signal(&k->scv);
         pthread_mutex_unlock(&k->smu);
         return;
