@@ -68,6 +68,8 @@ struct segq {
     uint64_t pending, pending_bytes;
     segq_sync_fn syncer; /* NULL: fdatasync here */
     void *syncer_ctx;
+    segq_remove_fn remover; /* NULL: finished segments unlinked here */
+    void *remover_ctx;
     _Atomic uint32_t sync_out; /* descriptors handed to the syncer, not yet synced */
 };
 
@@ -391,6 +393,11 @@ void segq_synced(segq *q) {
     atomic_fetch_sub(&q->sync_out, 1);
 }
 
+void segq_set_remover(segq *q, segq_remove_fn fn, void *ctx) {
+    q->remover = fn;
+    q->remover_ctx = ctx;
+}
+
 /* unmaps the tail's window and gives back the blocks allocated past its last
  * record, so a closed segment's size is its data */
 static void close_tail(segq *q) {
@@ -471,9 +478,16 @@ static bool map_tail(segq *q, uint64_t off, size_t need) {
     return true;
 }
 
-/* writes one record at the tail (no sync); *id its id */
-static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
-    if (len > SEGQ_MAX_RECORD) return ec_fail(err, EC_ELIMIT, "record of %u bytes: too large", len);
+/* writes one record, the n parts of iov (n <= SEGQ_MAX_PARTS), at the tail
+ * (no sync); *id its id */
+static ec_status append_raw(segq *q, const struct iovec *iov, int n, uint64_t *id, ec_error *err) {
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (n > SEGQ_MAX_PARTS || total > SEGQ_MAX_RECORD)
+        return ec_fail(err, EC_ELIMIT, "record of %llu bytes: too large",
+                       (unsigned long long)total);
+    uint32_t len = (uint32_t)total;
     ec_status st;
     if (q->tail_fd < 0 && q->nsegs && (st = open_tail(q, err))) return st;
     seginfo *t = q->nsegs ? &q->segs[q->nsegs - 1] : NULL;
@@ -483,16 +497,24 @@ static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *i
     }
     uint8_t h[SEGQ_REC_HEADER] = {0xEC, SEGQ_REC_FORMAT, 0, 0};
     put32(h + 4, len);
-    put32(h + 8, rec_crc(h, data, len));
+    uint32_t crc = crc32c(0, h, 8);
+    for (int i = 0; i < n; i++)
+        crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+    put32(h + 8, crc);
     if (map_tail(q, t->size, sizeof h + len)) {
         /* a killed process leaves what was copied in the page cache; a record
          * cut short by the kill fails its CRC at the next open */
         uint8_t *at = q->map + (t->size - q->map_off);
         memcpy(at, h, sizeof h);
-        if (len) memcpy(at + sizeof h, data, len);
+        at += sizeof h;
+        for (int i = 0; i < n; i++) {
+            if (iov[i].iov_len) memcpy(at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
     } else {
-        struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
-        if (pwritev(q->tail_fd, iov, 2, (off_t)t->size) != (ssize_t)(sizeof h + len)) {
+        struct iovec all[SEGQ_MAX_PARTS + 1] = {{h, sizeof h}};
+        memcpy(all + 1, iov, (size_t)n * sizeof *iov);
+        if (pwritev(q->tail_fd, all, n + 1, (off_t)t->size) != (ssize_t)(sizeof h + len)) {
             /* a short write leaves a torn record: cut it (if that fails too,
              * the next open cuts it) */
             (void)!ftruncate(q->tail_fd, (off_t)t->size);
@@ -508,32 +530,40 @@ static ec_status append_raw(segq *q, const void *data, uint32_t len, uint64_t *i
     return EC_OK;
 }
 
-ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
-    uint64_t rid;
-    ec_status st = append_raw(q, data, len, &rid, err);
+static bool fl_push(segq *q, inflight f);
+
+ec_status segq_appendv(segq *q, const struct iovec *iov, int n, bool out, uint64_t *id,
+                       ec_error *err) {
+    if (out && q->next_read_id != q->next_id)
+        return ec_fail(err, EC_ESTATE, "records of %s not handed out yet", q->dir);
+    uint64_t rid = 0;
+    ec_status st = append_raw(q, iov, n, &rid, err);
     if (st) return st;
+    if (out) {
+        seginfo *t = &q->segs[q->nsegs - 1];
+        uint32_t plen = 0;
+        for (int i = 0; i < n; i++)
+            plen += (uint32_t)iov[i].iov_len;
+        if (!fl_push(q, (inflight){rid, t->num, t->size, plen, 1, false})) {
+            /* not trackable: leave it to be handed out by segq_next */
+            return ec_fail(err, EC_ENOMEM, "out of memory");
+        }
+        q->r_seg = t->num;
+        q->r_off = t->size;
+        q->next_read_id++;
+    }
     if (id) *id = rid;
     return q->fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
 }
 
-static bool fl_push(segq *q, inflight f);
+ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+    struct iovec iov = {(void *)data, len};
+    return segq_appendv(q, &iov, 1, false, id, err);
+}
 
 ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
-    if (q->next_read_id != q->next_id)
-        return ec_fail(err, EC_ESTATE, "records of %s not handed out yet", q->dir);
-    uint64_t rid;
-    ec_status st = append_raw(q, data, len, &rid, err);
-    if (st) return st;
-    seginfo *t = &q->segs[q->nsegs - 1];
-    if (!fl_push(q, (inflight){rid, t->num, t->size, len, 1, false})) {
-        /* not trackable: leave it to be handed out by segq_next */
-        return ec_fail(err, EC_ENOMEM, "out of memory");
-    }
-    q->r_seg = t->num;
-    q->r_off = t->size;
-    q->next_read_id++;
-    if (id) *id = rid;
-    return q->fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
+    struct iovec iov = {(void *)data, len};
+    return segq_appendv(q, &iov, 1, true, id, err);
 }
 
 /* ---- read, ack ------------------------------------------------------------------------ */
@@ -672,7 +702,11 @@ int segq_scan(segq *q, void (*fn)(void *ctx, const void *data, uint32_t len), vo
 static void delete_seg(segq *q, uint32_t i) {
     char path[4096];
     seg_path(q, q->segs[i].num, path, sizeof path);
-    unlink(path);
+    char *own = q->remover ? strdup(path) : NULL;
+    if (own)
+        q->remover(q->remover_ctx, own); /* as if unlinked (see segq_set_remover) */
+    else
+        unlink(path);
     if (q->r_fd >= 0 && q->r_fd_seg == q->segs[i].num) close_read(q);
     memmove(&q->segs[i], &q->segs[i + 1], sizeof *q->segs * (q->nsegs - i - 1));
     q->nsegs--;

@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "../core/error.h"
 
@@ -53,6 +54,7 @@
 #define SEGQ_SEG_HEADER    16
 #define SEGQ_REC_HEADER    12
 #define SEGQ_MAX_RECORD    (64u << 20)
+#define SEGQ_MAX_PARTS     8 /* parts of one record for segq_appendv */
 
 typedef struct segq segq;
 
@@ -76,6 +78,12 @@ ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_
  * the caller keeps the record in memory and acknowledges it later). Only
  * when every earlier record was handed out (EC_ESTATE otherwise). */
 ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err);
+
+/* Appends one record made of the n parts of iov (n <= SEGQ_MAX_PARTS, in
+ * order; no copy of its own): as segq_append_out when out, else as
+ * segq_append. */
+ec_status segq_appendv(segq *q, const struct iovec *iov, int n, bool out, uint64_t *id,
+                       ec_error *err);
 
 /* The next record not yet handed out: 1 with *data and *len (valid until the
  * next call) and *id, 0 when none, -1 on an I/O error (in err). */
@@ -110,6 +118,16 @@ ec_status segq_maybe_sync(segq *q, uint64_t now_ms, ec_error *err);
 typedef void (*segq_sync_fn)(void *ctx, segq *q, int fd);
 void segq_set_syncer(segq *q, segq_sync_fn fn, void *ctx);
 void segq_synced(segq *q);
+
+/* The unlink of a segment whose records are all acknowledged done elsewhere
+ * (it can wait for the device: a file system mounted with `discard` trims
+ * its blocks synchronously): fn(ctx, path) owns the malloc'd path, unlinks
+ * and frees it (from any thread). A segment not removed yet when the process
+ * dies is as one the process died before removing: removed at the next open
+ * when the marker is past it, else replayed (duplicates, never loss).
+ * fn = NULL: unlinked here. */
+typedef void (*segq_remove_fn)(void *ctx, char *path);
+void segq_set_remover(segq *q, segq_remove_fn fn, void *ctx);
 
 /* Records appended or replayed and not yet behind the commit marker (an
  * acknowledged record after an unacknowledged one still counts), and their

@@ -587,3 +587,56 @@ TEST(segq_syncer_gets_the_fdatasync) {
     segq_close(q);
     rmrf(dir);
 }
+
+/* a remover that keeps the paths it is handed (the test removes them) */
+typedef struct held_paths {
+    char *p[256];
+    int n;
+} held_paths;
+
+static void hold_path(void *ctx, char *path) {
+    held_paths *h = ctx;
+    if (h->n < 256)
+        h->p[h->n++] = path;
+    else
+        free(path);
+}
+
+/* with a remover, a finished segment's file is handed out instead of
+ * unlinked, and stays until the remover removes it; a process that died
+ * before that leaves nothing to replay: the next open removes the files */
+TEST(segq_remover_gets_finished_segments) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    held_paths h = {.n = 0};
+    segq_set_remover(q, hold_path, &h);
+    char b[128], got[128];
+    uint64_t id;
+    for (int i = 0; i < 600; i++) { /* about 6 segments of 4 KiB, read and acknowledged */
+        rec(b, sizeof b, i);
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+        REQUIRE(next_str(q, got, sizeof got, &id) == 1);
+        REQUIRE(segq_ack(q, id, &err) == EC_OK);
+    }
+    CHECK(h.n >= 4);
+    CHECK(segq_segments(q) <= 2);
+    for (int i = 0; i < h.n; i++) {
+        CHECK(strncmp(h.p[i], dir, strlen(dir)) == 0);
+        CHECK_INT(access(h.p[i], F_OK), 0); /* not unlinked by segq */
+    }
+    remove(h.p[0]); /* the remover did its work for the first one only */
+    segq_close(q);  /* the process "dies" before removing the rest */
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 0); /* all were acknowledged: nothing replayed */
+    for (int i = 0; i < h.n; i++) {
+        CHECK(access(h.p[i], F_OK) != 0); /* removed by the open */
+        free(h.p[i]);
+    }
+    segq_close(q);
+    rmrf(dir);
+}
