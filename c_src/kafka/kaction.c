@@ -241,7 +241,7 @@ static void ring_pop(kqueue *q, const kview *v) {
 }
 
 /* a record of its own from a view (NULL: out of memory) */
-static krec *materialize(const kview *v) {
+krec *ka_materialize(const kview *v) {
     krec *r = malloc(sizeof *r + v->nh * sizeof(kprod_header) + v->klen + v->vlen + v->hbytes);
     if (!r) return NULL;
     char *d = r->data;
@@ -329,7 +329,7 @@ uint32_t ka_ram_head_est(kaction *k, kqueue *q) {
 krec *ka_ram_take(kaction *k, kqueue *q) {
     kout o;
     if (!ram_peek(k, q, &o)) return NULL;
-    krec *r = o.r ? o.r : materialize(&o.v);
+    krec *r = o.r ? o.r : ka_materialize(&o.v);
     if (!r) return NULL;
     ram_pop(q, &o);
     return r;
@@ -530,8 +530,7 @@ static bool stage_view(kaction *k, kqueue *q, const kview *v, ktaken *dropped) {
     return true;
 }
 
-krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur) {
-    /* pinned and popped under the lock, made into records without it */
+size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
     pthread_mutex_lock(&k->mu);
     *cur = q->bytes - q->stage_bytes;
     size_t n = 0;
@@ -549,18 +548,25 @@ krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur) {
         q->stage_bytes -= o.v.est;
         k->staged[n++] = o;
     }
-
     pthread_mutex_unlock(&k->mu);
+    return n;
+}
+
+void ka_stage_release(kaction *k, size_t n) {
+    pthread_mutex_lock(&k->mu);
+    for (size_t i = 0; i < n; i++)
+        ramq_unpin(k->staged[i].chunk);
+    pthread_mutex_unlock(&k->mu);
+}
+
+krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur) {
+    size_t n = ka_stage_views(k, q, cur);
     krec *head = NULL, **tail = &head;
     ktaken failed = {0};
     for (size_t i = 0; i < n; i++) {
-        krec *r = materialize(&k->staged[i].v);
+        krec *r = ka_materialize(&k->staged[i].v);
         if (!r) { /* it fails: out of memory */
-            pthread_mutex_lock(&k->mu);
-            q->bytes -= k->staged[i].v.est;
-            pthread_mutex_unlock(&k->mu);
-            atomic_fetch_sub(&k->m.queuing, 1);
-            atomic_fetch_sub(&k->m.queuing_bytes, k->staged[i].v.est);
+            ka_stage_fail(k, q, &k->staged[i].v);
             toks_add(k, &failed.toks, k->staged[i].v.token, "out of memory");
             continue;
         }
@@ -569,13 +575,18 @@ krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur) {
         *tail = r;
         tail = &r->next;
     }
-    pthread_mutex_lock(&k->mu);
-    for (size_t i = 0; i < n; i++)
-        ramq_unpin(k->staged[i].chunk);
-    pthread_mutex_unlock(&k->mu);
+    ka_stage_release(k, n);
     taken_answer(k, &failed, "out of memory", &k->m.failed, NULL);
     taken_free(&failed);
     return head;
+}
+
+void ka_stage_fail(kaction *k, kqueue *q, const kview *v) {
+    pthread_mutex_lock(&k->mu);
+    q->bytes -= v->est;
+    pthread_mutex_unlock(&k->mu);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, v->est);
 }
 
 /* -- sending -- */
@@ -1030,7 +1041,7 @@ static void put_back(kaction *k, kout *batch, const int *keep, int nk, ktaken *f
         kout *o = &batch[keep[i]];
         kqueue *q = o->q;
         window_give(k, q, out_est(o), false);
-        krec *r = o->r ? o->r : materialize(&o->v);
+        krec *r = o->r ? o->r : ka_materialize(&o->v);
         if (!o->r) ramq_unpin(o->chunk);
         if (!r) {
             atomic_fetch_sub(&k->m.queuing, 1);

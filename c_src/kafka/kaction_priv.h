@@ -110,8 +110,9 @@ struct kqueue {
                        senders; the pump turns them into records of its own) */
     ring_state sw, sr;  /* its writer and reader */
     uint64_t stage_bytes;
-    bool spilled;  /* hybrid: the disk part is in use, so new records go after it */
-    int32_t index; /* partition; -1: the topic's pending queue */
+    uint64_t unbuf; /* the pump's: bytes out of the disk part this turn, still in `bytes` */
+    bool spilled;   /* hybrid: the disk part is in use, so new records go after it */
+    int32_t index;  /* partition; -1: the topic's pending queue */
     segq *dq;
     uint64_t dq_n;         /* records on disk not handed out (peek not counted) */
     uint64_t replay_end;   /* ids below it were read back at start */
@@ -240,7 +241,8 @@ struct kaction {
     struct {
         segq *q;
         int fd;
-    } sq[SYNC_QMAX]; /* ring: descriptors to sync */
+        char *path;  /* not NULL: a segment to remove (no descriptor) */
+    } sq[SYNC_QMAX]; /* ring: descriptors to sync, segments to remove */
     uint32_t sq_head, sq_n;
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;
@@ -257,6 +259,14 @@ krec *ka_ram_take(kaction *k, kqueue *q);
  * their own (topic t), in order; *cur: q's buffered bytes without them (no
  * lock held; a record that cannot be made fails here) */
 krec *ka_stage_take(kaction *k, ktopic *t, kqueue *q, uint64_t *cur);
+/* the same as views: k->staged[0..n) (their chunks pinned until
+ * ka_stage_release(k, n)), in order, taken off the staged list */
+size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur);
+void ka_stage_release(kaction *k, size_t n);
+/* a staged view that leaves the buffer as failed: off q's counts (the caller
+ * answers it) */
+void ka_stage_fail(kaction *k, kqueue *q, const kview *v);
+krec *ka_materialize(const kview *v); /* a record of its own from a view (NULL: out of memory) */
 /* answers a chain of records taken out of the buffers, counting each in c1
  * and c2 (when not NULL); no lock held */
 void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,

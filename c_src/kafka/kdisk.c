@@ -8,8 +8,8 @@
  * See kaction_priv.h for the structures and the locking.
  *
  * @locality the pump thread (kdisk_work) and kaction_new/destroy; in disk
- * mode the fdatasync calls on the action's syncer thread; file I/O: never on
- * a scheduler thread. */
+ * mode the fdatasync calls and segment removals on the action's syncer
+ * thread; file I/O: never on a scheduler thread. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -51,25 +51,65 @@ static int64_t rd64(const uint8_t **p) {
     return (int64_t)(v | (uint64_t)rd32(p) << 32);
 }
 
+/* the fixed fields of a record's disk form */
+static void put_head(uint8_t **p, uint32_t klen, uint32_t vlen, uint32_t nh, int64_t ts,
+                     int64_t born_ms, bool replayed) {
+    wr32(p, klen);
+    wr32(p, vlen);
+    wr32(p, nh | (born_ms ? REC_BORN : 0) | (replayed ? REC_REPLAYED : 0));
+    wr64(p, ts);
+    if (born_ms) wr64(p, born_ms);
+}
+
+static bool enc_room(kaction *k, size_t n) {
+    if (n <= k->enc_cap) return true;
+    uint8_t *nb = realloc(k->enc, n);
+    if (!nb) return false;
+    k->enc = nb;
+    k->enc_cap = n;
+    return true;
+}
+
+/* A staged view's disk form as the parts of one segment record (iov[4]):
+ * the fixed fields and the headers (re-encoded) in the action's buffer, key
+ * and value where the view has them (no copy). False: too large, or out of
+ * memory. */
+static bool encode_view(kaction *k, const kview *v, struct iovec *iov) {
+    /* a disk header takes 8 bytes of lengths, a compact one at least 2 */
+    size_t fixed = 20 + (v->born_ms ? 8 : 0), most = fixed + v->hbytes + 6 * (size_t)v->nh;
+    if (!enc_room(k, most)) return false;
+    uint8_t *p = k->enc;
+    put_head(&p, v->klen, v->vlen, v->nh, v->ts, v->born_ms, false);
+    const uint8_t *h = v->hdrs, *end = v->hdrs + v->hbytes;
+    for (uint32_t i = 0; i < v->nh; i++) { /* written by the ring: whole */
+        uint64_t kl = 0, vl = 0;
+        ramq_get_varint(&h, end, &kl);
+        wr32(&p, (uint32_t)kl);
+        uint8_t *vlen_at = p;
+        p += 4;
+        memcpy(p, h, kl), p += kl, h += kl;
+        ramq_get_varint(&h, end, &vl);
+        wr32(&vlen_at, (uint32_t)vl);
+        memcpy(p, h, vl), p += vl, h += vl;
+    }
+    size_t hlen = (size_t)(p - k->enc) - fixed;
+    if (fixed + v->klen + v->vlen + hlen > SEGQ_MAX_RECORD) return false;
+    iov[0] = (struct iovec){k->enc, fixed};
+    iov[1] = (struct iovec){(void *)v->key, v->klen};
+    iov[2] = (struct iovec){(void *)v->val, v->vlen};
+    iov[3] = (struct iovec){k->enc + fixed, hlen};
+    return true;
+}
+
 /* r in its disk form, in the action's buffer (the pump's, or destroy's once
  * the pump stopped; no allocation per record) */
 static const uint8_t *encode(kaction *k, const krec *r, uint32_t *len) {
     size_t n = 20 + (r->born_ms ? 8 : 0) + r->klen + r->vlen;
     for (uint32_t i = 0; i < r->nh; i++)
         n += 8 + r->hdrs[i].key_len + r->hdrs[i].val_len;
-    if (n > SEGQ_MAX_RECORD) return NULL;
-    if (n > k->enc_cap) {
-        uint8_t *nb = realloc(k->enc, n);
-        if (!nb) return NULL;
-        k->enc = nb;
-        k->enc_cap = n;
-    }
+    if (n > SEGQ_MAX_RECORD || !enc_room(k, n)) return NULL;
     uint8_t *p = k->enc;
-    wr32(&p, r->klen);
-    wr32(&p, r->vlen);
-    wr32(&p, r->nh | (r->born_ms ? REC_BORN : 0) | (r->replayed ? REC_REPLAYED : 0));
-    wr64(&p, r->ts);
-    if (r->born_ms) wr64(&p, r->born_ms);
+    put_head(&p, r->klen, r->vlen, r->nh, r->ts, r->born_ms, r->replayed);
     memcpy(p, r->key, r->klen), p += r->klen;
     memcpy(p, r->val, r->vlen), p += r->vlen;
     for (uint32_t i = 0; i < r->nh; i++) {
@@ -213,13 +253,19 @@ static void tok_put(kqueue *q, uint64_t id, void *token) {
 /* -- the pump's disk work (k->dmu held; k->mu taken for the shared parts) -- */
 
 /* RAM a cached record takes (about: its header, data and the allocator's share) */
-static uint64_t ram_cost(const krec *r) {
-    return sizeof *r + r->nh * sizeof(kprod_header) + r->est + 16;
+static uint64_t ram_cost_of(uint32_t nh, uint32_t est) {
+    return sizeof(krec) + nh * sizeof(kprod_header) + est + 16;
 }
 
-/* -- the syncer: fdatasync on a thread of its own (disk mode). This VM's
- * fdatasync has taken up to 1.5 s under load; the pump waiting for it let
- * staged records pile up in RAM. -- */
+static uint64_t ram_cost(const krec *r) {
+    return ram_cost_of(r->nh, r->est);
+}
+
+/* -- the syncer: fdatasync and the removal of finished segments on a thread
+ * of its own (disk mode). This VM's fdatasync has taken up to 1.5 s under
+ * load, and its file system trims the blocks of an unlinked file before
+ * unlink returns; the pump waiting for either let staged records pile up in
+ * RAM. -- */
 
 static void sync_one(segq *q, int fd) {
     if (fdatasync(fd) != 0)
@@ -227,6 +273,13 @@ static void sync_one(segq *q, int fd) {
                 strerror(errno));
     close(fd);
     segq_synced(q);
+}
+
+static void remove_one(char *path) {
+    if (unlink(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "emqx_confluent: disk buffer: cannot remove %s: %s\n", path,
+                strerror(errno));
+    free(path);
 }
 
 static void *syncer_main(void *arg) {
@@ -239,31 +292,45 @@ static void *syncer_main(void *arg) {
         if (!k->sq_n) break; /* stopping, and nothing left */
         segq *q = k->sq[k->sq_head].q;
         int fd = k->sq[k->sq_head].fd;
+        char *path = k->sq[k->sq_head].path;
         k->sq_head = (k->sq_head + 1) % SYNC_QMAX;
         k->sq_n--;
         pthread_mutex_unlock(&k->smu);
-        sync_one(q, fd);
+        if (path)
+            remove_one(path);
+        else
+            sync_one(q, fd);
         pthread_mutex_lock(&k->smu);
     }
     pthread_mutex_unlock(&k->smu);
     return NULL;
 }
 
-/* segq's syncer callback: queued for the syncer; synced here when its queue
- * is full or it is not running */
-static void sync_submit(void *ctx, segq *q, int fd) {
-    kaction *k = ctx;
+/* queued for the syncer: a descriptor to sync, or a path to remove; false
+ * when its queue is full or it is not running */
+static bool syncer_put(kaction *k, segq *q, int fd, char *path) {
     pthread_mutex_lock(&k->smu);
-    if (k->syncer_started && !k->sync_stop && k->sq_n < SYNC_QMAX) {
+    bool ok = k->syncer_started && !k->sync_stop && k->sq_n < SYNC_QMAX;
+    if (ok) {
         uint32_t i = (k->sq_head + k->sq_n++) % SYNC_QMAX;
         k->sq[i].q = q;
         k->sq[i].fd = fd;
+        k->sq[i].path = path;
         pthread_cond_signal(&k->scv);
-        pthread_mutex_unlock(&k->smu);
-        return;
     }
     pthread_mutex_unlock(&k->smu);
-    sync_one(q, fd);
+    return ok;
+}
+
+/* segq's syncer callback: synced here when the syncer cannot take it */
+static void sync_submit(void *ctx, segq *q, int fd) {
+    if (!syncer_put(ctx, q, fd, NULL)) sync_one(q, fd);
+}
+
+/* segq's remover callback: segments removed on the syncer too (unlink on a
+ * file system mounted with `discard` waits for the device) */
+static void remove_submit(void *ctx, char *path) {
+    if (!syncer_put(ctx, NULL, -1, path)) remove_one(path);
 }
 
 void kdisk_syncer_start(kaction *k) {
@@ -284,7 +351,9 @@ void kdisk_syncer_stop(kaction *k) {
 
 /* q's segment queue opened: its syncs go to the syncer (disk mode) */
 static void use_syncer(kaction *k, segq *dq) {
-    if (k->mode == KCONF_BUF_DISK && k->syncer_started) segq_set_syncer(dq, sync_submit, k);
+    if (k->mode != KCONF_BUF_DISK || !k->syncer_started) return;
+    segq_set_syncer(dq, sync_submit, k);
+    segq_set_remover(dq, remove_submit, k);
 }
 
 /* opens q's disk part on first use: the pending queue in the action's
@@ -367,9 +436,7 @@ static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
 static krec *take_peek(kaction *k, kqueue *q) {
     krec *r = q->peek;
     q->peek = NULL;
-    pthread_mutex_lock(&k->mu);
-    q->bytes -= r->est;
-    pthread_mutex_unlock(&k->mu);
+    q->unbuf += r->est;
     atomic_fetch_sub(&k->m.queuing, 1);
     atomic_fetch_sub(&k->m.queuing_bytes, r->est);
     return r;
@@ -436,54 +503,51 @@ static void send_out(kaction *k, kqueue *q, krec *r, kout *batch, int *nb) {
     r->q = q;
     ka_window_take(k, q, r->est);
     batch[(*nb)++] = (kout){.q = q, .r = r};
+    q->unbuf += r->est;
+}
+
+/* q's bytes that left the buffer this turn taken off its count (k->mu held) */
+static void settle(kqueue *q) {
+    q->bytes -= q->unbuf;
+    q->unbuf = 0;
+}
+
+/* whether the record to write to q can skip its disk part's queue: handed
+ * out at once, nothing ahead of it and room in the window */
+static bool can_go_direct(kaction *k, ktopic *t, kqueue *q, bool ahead, uint32_t est, int nb) {
+    return !ahead && !q->peek && !q->dq_n && usable(t, q) && nb < PUMP_BATCH &&
+           ka_window_room(k, q, est);
+}
+
+/* a record that could not be written fails (a full disk): off q's counts */
+static void write_failed(kaction *k, kqueue *q, krec *r, const ec_error *err, dq_out *out) {
     pthread_mutex_lock(&k->mu);
     q->bytes -= r->est;
     pthread_mutex_unlock(&k->mu);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, r->est);
+    snprintf(out->failed_why, sizeof out->failed_why, "disk_buffer_error: %s", err->msg);
+    r->next = out->failed;
+    out->failed = r;
 }
 
-/* Writes r (staged for q, or moved there from the pending queue) to q's disk
- * part, or hands it out at once when nothing is ahead of it and the window
- * has room (into batch). *cur: q's buffered bytes before r. */
-static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, kout *batch, int *nb,
-                     dq_out *out) {
-    ec_error err;
-    uint32_t n;
-    const uint8_t *b = encode(k, r, &n);
-    ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
-    pthread_mutex_lock(&k->mu);
-    bool ahead = ka_ram_any(q);
-    pthread_mutex_unlock(&k->mu);
-    bool direct = !st && !ahead && !q->peek && !q->dq_n && usable(t, q) && *nb < PUMP_BATCH &&
-                  ka_window_room(k, q, r->est);
-    uint64_t id = 0;
-    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
-    if (!st)
-        st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
-    if (st) { /* a full disk: this record fails */
-        pthread_mutex_lock(&k->mu);
-        q->bytes -= r->est;
-        pthread_mutex_unlock(&k->mu);
-        atomic_fetch_sub(&k->m.queuing, 1);
-        atomic_fetch_sub(&k->m.queuing_bytes, r->est);
-        snprintf(out->failed_why, sizeof out->failed_why, "disk_buffer_error: %s", err.msg);
-        r->next = out->failed;
-        out->failed = r;
-        return;
-    }
-    if (direct) {
-        r->dq_id = id;
-        send_out(k, q, r, batch, nb);
-        return;
-    }
-    /* kept in RAM too while it is the next to read (nothing unread on disk
-     * before it but cached records) and the cache has room: read back
-     * without reading or decoding */
+/* The record `id` (r, or when r is NULL the staged view v) was written to
+ * q's disk part to be read back later. It is kept in RAM too while it is the
+ * next to read (nothing unread on disk before it but cached records) and the
+ * cache has room: read back without reading or decoding. */
+static void written(kaction *k, ktopic *t, kqueue *q, uint64_t id, krec *r, const kview *v,
+                    uint64_t *cur, dq_out *out) {
     bool next = q->cn ? q->cfirst + q->cn == id && q->dq_n == q->cn : !q->dq_n;
+    uint32_t est = r ? r->est : v->est;
+    void *token = r ? r->token : v->token;
     q->dq_n++;
-    *cur += r->est;
-    if (next && k->cache_bytes + ram_cost(r) <= CACHE_MAX) {
+    *cur += est;
+    if (next && k->cache_bytes + ram_cost_of(r ? r->nh : v->nh, est) <= CACHE_MAX &&
+        (r || (r = ka_materialize(v)))) {
         r->dq_id = id;
         r->q = q;
+        r->topic = t;
+        r->partition = q->index;
         r->next = NULL;
         if (q->cn++)
             q->ct->next = r;
@@ -492,10 +556,73 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
         q->ct = r;
         k->cache_bytes += ram_cost(r);
     } else {
-        tok_put(q, id, r->token);
+        tok_put(q, id, token);
         free(r);
     }
     disk_limit(k, t, q, cur, &out->dropped);
+}
+
+/* Writes r (moved to q from the pending queue) to q's disk part, or hands it
+ * out at once when it can go direct (into batch). *cur: q's buffered bytes
+ * before r. */
+static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, bool ahead, uint64_t *cur,
+                     kout *batch, int *nb, dq_out *out) {
+    ec_error err;
+    uint32_t n;
+    const uint8_t *b = encode(k, r, &n);
+    ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
+    bool direct = !st && can_go_direct(k, t, q, ahead, r->est, *nb);
+    uint64_t id = 0;
+    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
+    if (!st)
+        st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
+    if (st) {
+        write_failed(k, q, r, &err, out);
+        return;
+    }
+    if (direct) {
+        r->dq_id = id;
+        send_out(k, q, r, batch, nb);
+        return;
+    }
+    written(k, t, q, id, r, NULL, cur, out);
+}
+
+/* Writes the staged view v to q's disk part straight from the stage ring (no
+ * record of its own: those to be read back, nearly all under load, are never
+ * allocated), or hands it out at once as dq_write does. */
+static void dq_write_view(kaction *k, ktopic *t, kqueue *q, const kview *v, bool ahead,
+                          uint64_t *cur, kout *batch, int *nb, dq_out *out) {
+    ec_error err;
+    struct iovec iov[4];
+    ec_status st =
+        encode_view(k, v, iov) ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
+    krec *r = NULL;
+    bool direct = !st && can_go_direct(k, t, q, ahead, v->est, *nb) && (r = ka_materialize(v));
+    uint64_t id = 0;
+    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
+    if (!st) st = segq_appendv(q->dq, iov, 4, direct, &id, &err);
+    if (st) {
+        if (!r) r = ka_materialize(v);
+        if (r) {
+            r->topic = t;
+            r->partition = q->index;
+            write_failed(k, q, r, &err, out);
+        } else { /* not even that: answered here */
+            ka_stage_fail(k, q, v);
+            atomic_fetch_add(&k->m.failed, 1);
+            if (v->token && k->reply) k->reply(k->reply_ctx, v->token, "out of memory", -1, -1);
+        }
+        return;
+    }
+    if (direct) {
+        r->topic = t;
+        r->partition = q->index;
+        r->dq_id = id;
+        send_out(k, q, r, batch, nb);
+        return;
+    }
+    written(k, t, q, id, NULL, v, cur, out);
 }
 
 /* One turn of disk work for q: staged records written (the pending queue's
@@ -505,8 +632,8 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, uint64_t *cur, k
 static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, int *nb,
                     dq_out *out) {
     uint64_t cur;
-    krec *staged = ka_stage_take(k, t, q, &cur);
     if (q->index < 0 && t->count > 0) { /* pending: every record to its partition, in order */
+        krec *staged = ka_stage_take(k, t, q, &cur);
         krec *r;
         while ((r = dq_load(k, t, q)) || (r = staged)) {
             if (r == q->peek)
@@ -519,27 +646,33 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
             q->bytes -= r->est;
             pq->bytes += r->est;
             pq->spilled = true;
-            uint64_t pcur = pq->bytes - pq->stage_bytes - r->est;
+            uint64_t pcur = pq->bytes - pq->unbuf - pq->stage_bytes - r->est;
+            bool ahead = ka_ram_any(pq);
             pthread_mutex_unlock(&k->mu);
             uint64_t old = r->dq_id;
             r->dq_id = DQ_NONE;
             r->partition = p;
-            dq_write(k, t, pq, r, &pcur, batch, nb, out); /* before it leaves pending */
+            dq_write(k, t, pq, r, ahead, &pcur, batch, nb, out); /* before it leaves pending */
             if (old != DQ_NONE) {
                 ec_error err;
                 segq_ack(q->dq, old, &err);
             }
         }
         pthread_mutex_lock(&k->mu);
+        settle(q);
         if (!q->stage.n) q->spilled = false;
         pthread_mutex_unlock(&k->mu);
         return;
     }
-    while (staged) {
-        krec *r = staged;
-        staged = r->next;
-        dq_write(k, t, q, r, &cur, batch, nb, out);
-    }
+    /* The RAM part cannot grow meanwhile: senders stage while the disk part
+     * is in use, and only the pump puts records back */
+    pthread_mutex_lock(&k->mu);
+    bool ram = ka_ram_any(q);
+    pthread_mutex_unlock(&k->mu);
+    size_t n = ka_stage_views(k, q, &cur);
+    for (size_t i = 0; i < n; i++)
+        dq_write_view(k, t, q, &k->staged[i].v, ram, &cur, batch, nb, out);
+    ka_stage_release(k, n);
     if (q->index >= 0 && t->count > 0 && q->index >= t->count) { /* the partition is gone */
         krec *r;
         while ((r = take_head(k, t, q))) {
@@ -555,9 +688,11 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
             out->expired = r;
         }
     }
-    pthread_mutex_lock(&k->mu);
-    bool ram = ka_ram_any(q);
-    pthread_mutex_unlock(&k->mu);
+    if (ram) { /* records may have left it (limit, lost partition) */
+        pthread_mutex_lock(&k->mu);
+        ram = ka_ram_any(q);
+        pthread_mutex_unlock(&k->mu);
+    }
     krec *r;
     while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
            ka_window_room(k, q, r->est)) {
@@ -565,6 +700,7 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
         send_out(k, q, r, batch, nb);
     }
     pthread_mutex_lock(&k->mu);
+    settle(q);
     if (!q->peek && !q->dq_n && !q->stage.n) q->spilled = false;
     pthread_mutex_unlock(&k->mu);
 }
@@ -587,6 +723,7 @@ void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb) {
         for (int32_t p = -1; p < t->cap; p++) {
             kqueue *q = p < 0 ? &t->pending : t->parts[p];
             pthread_mutex_lock(&k->mu);
+            settle(q); /* moved here from the pending queue this turn */
             bool work = has_disk_work(q);
             pthread_mutex_unlock(&k->mu);
             if (work) dq_turn(k, t, q, now, batch, nb, &out);
