@@ -39,16 +39,21 @@ uint64_t kaction_estimate_size(size_t key_len, size_t val_len, const size_t *hdr
 
 /* -- answering records -- */
 
-/* a record of its own reaches its end: off the disk (unless the action is
- * closing with it unsent: then it is replayed at the next start), its
+/* a record with the id dq_id on q's disk part (DQ_NONE: none) reaches its
+ * end: off the disk, unless the action is closing with it unsent (then it
+ * is replayed at the next start) */
+static void disk_done(kaction *k, kqueue *q, uint64_t dq_id, bool failed) {
+    if (dq_id == DQ_NONE || (atomic_load(&k->closing) && failed)) return;
+    ec_error err;
+    pthread_mutex_lock(&k->dmu);
+    segq_ack(q->dq, dq_id, &err);
+    pthread_mutex_unlock(&k->dmu);
+}
+
+/* a record of its own reaches its end: off the disk (see disk_done), its
  * caller answered, freed */
 static void finish(kaction *k, krec *r, const char *error, int32_t partition, int64_t offset) {
-    if (r->dq_id != DQ_NONE && !(atomic_load(&k->closing) && error)) {
-        ec_error err;
-        pthread_mutex_lock(&k->dmu);
-        segq_ack(r->q->dq, r->dq_id, &err);
-        pthread_mutex_unlock(&k->dmu);
-    }
+    disk_done(k, r->q, r->dq_id, error != NULL);
     if (r->token && k->reply) k->reply(k->reply_ctx, r->token, error, partition, offset);
     free(r);
 }
@@ -589,6 +594,20 @@ void ka_stage_fail(kaction *k, kqueue *q, const kview *v) {
     atomic_fetch_sub(&k->m.queuing_bytes, v->est);
 }
 
+bool ka_lend_disk(kaction *k, kqueue *q, ktopic *t, const kview *v, uint64_t dq_id, bool replayed,
+                  kout *o) {
+    if (!ring_put_to(k, &k->rring, &k->rw, v)) return false;
+    ring_peek_at(k, &k->rring, &k->rr, &o->v); /* the ring holds only this one */
+    o->chunk = ramq_pin_front(&k->rring);
+    ring_pop_at(&k->rring, &k->rr, &o->v);
+    o->q = q;
+    o->r = NULL;
+    o->t = t;
+    o->dq_id = dq_id;
+    o->replayed = replayed;
+    return true;
+}
+
 /* -- sending -- */
 
 static _Thread_local arena scratch;
@@ -800,7 +819,12 @@ static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
     } else {
         const kview *v = &o->v;
         if (v->nh) hdrs_walk(v->hdrs, v->hdrs + v->hbytes, v->nh, hl, hdrs);
-        *tk = (kticket){.q = o->q, .chunk = o->chunk, .token = v->token, .est = v->est};
+        *tk = (kticket){.q = o->q,
+                        .chunk = o->chunk,
+                        .token = v->token,
+                        .dq_id = o->dq_id,
+                        .est = v->est,
+                        .replayed = o->replayed};
         rec = (kprod_record){.topic = t->name,
                              .th = th,
                              .partition = o->q->index,
@@ -827,16 +851,20 @@ static void on_delivery(void *ctx, const kprod_report *rp) {
     kqueue *q;
     uint32_t est;
     void *token;
+    bool replayed;
     if ((uintptr_t)rp->opaque & KREC_TAG) {
         r = (krec *)((uintptr_t)rp->opaque & ~KREC_TAG);
         q = r->q;
         est = r->est;
         token = r->token;
+        replayed = r->replayed;
     } else { /* a ring record: its ticket; the chunk is unpinned after the poll */
         kticket *tk = rp->opaque;
         q = tk->q;
         est = tk->est;
         token = tk->token;
+        replayed = tk->replayed;
+        disk_done(k, q, tk->dq_id, rp->err != NULL);
         rel_push(k, tk->chunk);
         tk_put(k, tk);
     }
@@ -847,7 +875,7 @@ static void on_delivery(void *ctx, const kprod_report *rp) {
         atomic_fetch_add(&k->m.dropped_expired, 1);
     } else if (err && !atomic_load(&k->closing)) {
         atomic_fetch_add(&k->m.failed, 1);
-    } else if (!err && !(r && r->replayed)) {
+    } else if (!err && !replayed) {
         atomic_fetch_add(&k->m.success, 1);
     }
     const char *msg = err ? err->msg : NULL;
@@ -1023,6 +1051,7 @@ static int hand_off_batch(kaction *k, kout *batch, ktopic **tops, int nb, int *k
             if (o->r) {
                 finish(k, o->r, herr.msg, -1, -1);
             } else {
+                disk_done(k, o->q, o->dq_id, true);
                 rel_push(k, o->chunk);
                 if (o->v.token && k->reply) k->reply(k->reply_ctx, o->v.token, herr.msg, -1, -1);
             }
@@ -1043,6 +1072,10 @@ static void put_back(kaction *k, kout *batch, const int *keep, int nk, ktaken *f
         window_give(k, q, out_est(o), false);
         krec *r = o->r ? o->r : ka_materialize(&o->v);
         if (!o->r) ramq_unpin(o->chunk);
+        if (r && !o->r) { /* read back from disk: still there */
+            r->dq_id = o->dq_id;
+            r->replayed = o->replayed;
+        }
         if (!r) {
             atomic_fetch_sub(&k->m.queuing, 1);
             atomic_fetch_sub(&k->m.queuing_bytes, o->v.est);
@@ -1117,6 +1150,8 @@ static void *pump_main(void *arg) {
                 kout o;
                 while (nb < PUMP_BATCH && ram_peek(k, q, &o) && ka_window_room(k, q, out_est(&o))) {
                     o.chunk = o.r ? NULL : ramq_pin_front(&q->ring);
+                    o.dq_id = DQ_NONE;
+                    o.replayed = false;
                     ram_pop(q, &o);
                     ka_window_take(k, q, out_est(&o));
                     tops[nb] = t;
@@ -1130,7 +1165,7 @@ static void *pump_main(void *arg) {
             kdisk_work(k, now, batch, &nb);
             pthread_mutex_lock(&k->mu);
             for (int i = before; i < nb; i++)
-                tops[i] = batch[i].r->topic;
+                tops[i] = batch[i].r ? batch[i].r->topic : batch[i].t;
         }
         bool stalled = false; /* librdkafka refused records for now: wait before retrying */
         if (nb) {
@@ -1160,8 +1195,10 @@ static void *pump_main(void *arg) {
             atomic_store(&k->pump_idle, false);
             continue;
         }
-        if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT) {
             ramq_pool_trim(&k->pool, RAMQ_POOL_BYTES); /* quiet: spare chunks go back */
+            ramq_pool_trim(&k->rpool, RAMQ_POOL_BYTES);
+        }
         atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);
@@ -1241,6 +1278,9 @@ static void free_action(kaction *k) {
     }
     kdisk_syncer_stop(k); /* every disk part closed */
     ramq_pool_free(&k->pool);
+    ramq_free(&k->rring); /* every report served: nothing pinned */
+    ramq_pool_free(&k->rpool);
+    free(k->hconv);
     free_templates(k);
     pthread_mutex_destroy(&k->mu);
     pthread_cond_destroy(&k->cv);
@@ -1280,6 +1320,8 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
      * them in again; the pump trims the pool when it has been quiet */
     k->pool.cap = k->window > POOL_BUSY_MAX ? POOL_BUSY_MAX : k->window;
     if (k->pool.cap < RAMQ_POOL_BYTES) k->pool.cap = RAMQ_POOL_BYTES;
+    k->rpool.cap = POOL_BUSY_MAX; /* for the windows of every partition read back */
+    ramq_init(&k->rring, &k->rpool);
     k->stall_ms = STALL_MS + 2 * (int64_t)act->max_linger_ms;
     k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;

@@ -146,12 +146,17 @@ struct ktopic {
 };
 
 /* One record of the pump's batch: a record of its own, or a view of one in
- * q's ring whose chunk is pinned (lent to librdkafka until the report). */
+ * q's ring (or the action's read ring: a record read back from q's disk
+ * part, then with its id there and its topic) whose chunk is pinned (lent
+ * to librdkafka until the report). */
 typedef struct kout {
     kqueue *q;
     krec *r;
     kview v;
     ramq_chunk *chunk;
+    ktopic *t;      /* views from disk: their topic */
+    uint64_t dq_id; /* views: the id on disk (DQ_NONE: none) */
+    bool replayed;  /* views from disk: read back after a restart */
 } kout;
 
 /* What the delivery report of a ring record lent to librdkafka needs (the
@@ -161,7 +166,9 @@ typedef struct kticket {
     kqueue *q;
     ramq_chunk *chunk; /* pinned while librdkafka holds the value (NULL: none) */
     void *token;
+    uint64_t dq_id; /* read back from disk: its id there (else DQ_NONE) */
     uint32_t est;
+    bool replayed;
 } kticket;
 
 /* Records taken out of the buffers to be answered outside the lock: how
@@ -223,6 +230,13 @@ struct kaction {
     int metadata_timeout_ms;
     kmetrics m;
     ramq_pool pool; /* (mu) spare ring chunks of every queue */
+    /* the pump's alone (no lock): records read back from disk, each lent to
+     * librdkafka from here (no record of its own, no allocation per record) */
+    ramq_pool rpool;
+    ramq rring;
+    ring_state rw, rr;
+    uint8_t *hconv; /* their headers in the compact form */
+    size_t hconv_cap;
     kaction_reply_fn reply;
     void *reply_ctx;
     kconf_buffer_mode mode; /* hybrid without a directory: memory */
@@ -267,6 +281,10 @@ void ka_stage_release(kaction *k, size_t n);
  * answers it) */
 void ka_stage_fail(kaction *k, kqueue *q, const kview *v);
 krec *ka_materialize(const kview *v); /* a record of its own from a view (NULL: out of memory) */
+/* v, a record read back from q's disk part (topic t, id dq_id there), copied
+ * into the read ring and pinned there as o (the pump); false: out of memory */
+bool ka_lend_disk(kaction *k, kqueue *q, ktopic *t, const kview *v, uint64_t dq_id, bool replayed,
+                  kout *o);
 /* answers a chain of records taken out of the buffers, counting each in c1
  * and c2 (when not NULL); no lock held */
 void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,

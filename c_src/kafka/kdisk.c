@@ -377,59 +377,125 @@ static ec_status dq_open(kaction *k, kqueue *q, ec_error *err) {
     return st;
 }
 
-/* the oldest record of q's disk part, read ahead into q->peek (NULL: none,
- * or an I/O error, tried again at the next turn); a record that cannot be
- * read back fails */
-static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
-    while (!q->peek && q->dq_n) {
+/* a record on disk that cannot be read back leaves the buffer as failed */
+static void drop_unreadable(kaction *k, kqueue *q, uint64_t id, void *tok, uint32_t est) {
+    ec_error err;
+    segq_ack(q->dq, id, &err);
+    pthread_mutex_lock(&k->mu);
+    q->bytes -= est;
+    pthread_mutex_unlock(&k->mu);
+    atomic_fetch_sub(&k->m.queuing, 1);
+    atomic_fetch_sub(&k->m.queuing_bytes, est);
+    atomic_fetch_add(&k->m.failed, 1);
+    if (tok && k->reply) k->reply(k->reply_ctx, tok, "unreadable_disk_record", -1, -1);
+}
+
+/* Reads q's next record on disk: 1 with it decoded into *dr (its bytes valid
+ * until the next read), its id and token; 2 when it is a cached one (its RAM
+ * copy is q->peek now); 0 when there is none, or after an I/O error (tried
+ * again READ_RETRY_MS later, not at every turn of the pump). A record that
+ * does not decode fails. */
+static int dq_read(kaction *k, kqueue *q, drec *dr, uint64_t *id, void **tok) {
+    while (q->dq_n) {
         const void *d;
         uint32_t n;
-        uint64_t id;
         ec_error err;
-        if (q->read_again_ms && ka_now_ms() < q->read_again_ms) return NULL;
-        int got = segq_next(q->dq, &d, &n, &id, &err);
-        if (got != 1) { /* tried again later, not at every turn of the pump */
+        if (q->read_again_ms && ka_now_ms() < q->read_again_ms) return 0;
+        int got = segq_next(q->dq, &d, &n, id, &err);
+        if (got != 1) {
             if (got == 0) ec_fail(&err, EC_EINVAL, "records missing from the disk buffer");
             fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
             q->read_again_ms = ka_now_ms() + READ_RETRY_MS;
-            return NULL;
+            return 0;
         }
         q->read_again_ms = 0;
         q->dq_n--;
-        if (q->cn && id == q->cfirst) { /* its RAM copy */
+        if (q->cn && *id == q->cfirst) { /* its RAM copy */
             krec *r = q->ch;
             q->ch = r->next;
             q->cfirst++;
             if (!--q->cn) q->ct = NULL;
             k->cache_bytes -= ram_cost(r);
             q->peek = r;
-            break;
+            return 2;
         }
-        void *tok = tok_take(q, id);
+        *tok = tok_take(q, *id);
+        if (decode(d, n, dr)) {
+            dr->replayed = dr->replayed || *id < q->replay_end;
+            if (!dr->born_ms && k->max_age_ms) dr->born_ms = ka_now_ms(); /* written without one */
+            return 1;
+        }
+        drop_unreadable(k, q, *id, *tok, 0);
+    }
+    return 0;
+}
+
+/* the record read, as q->peek (false: out of memory, it failed) */
+static bool keep_peek(kaction *k, ktopic *t, kqueue *q, const drec *dr, uint64_t id, void *tok) {
+    krec *r = unpersist(dr);
+    if (!r) {
+        drop_unreadable(k, q, id, tok, dr->est);
+        return false;
+    }
+    r->dq_id = id;
+    r->token = tok;
+    r->q = q;
+    r->topic = t;
+    r->partition = q->index;
+    q->peek = r;
+    return true;
+}
+
+/* the oldest record of q's disk part, read ahead into q->peek (NULL: none,
+ * or an I/O error) */
+static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
+    while (!q->peek) {
         drec dr;
-        bool ok = decode(d, n, &dr);
-        krec *r = ok ? unpersist(&dr) : NULL;
-        if (!r) { /* taken out of the buffer as failed */
-            segq_ack(q->dq, id, &err);
-            pthread_mutex_lock(&k->mu);
-            q->bytes -= ok ? dr.est : 0;
-            pthread_mutex_unlock(&k->mu);
-            atomic_fetch_sub(&k->m.queuing, 1);
-            atomic_fetch_sub(&k->m.queuing_bytes, ok ? dr.est : 0);
-            atomic_fetch_add(&k->m.failed, 1);
-            if (tok && k->reply) k->reply(k->reply_ctx, tok, "unreadable_disk_record", -1, -1);
-            continue;
-        }
-        r->dq_id = id;
-        r->token = tok;
-        r->replayed = r->replayed || id < q->replay_end;
-        r->q = q;
-        r->topic = t;
-        r->partition = q->index;
-        if (!r->born_ms && k->max_age_ms) r->born_ms = ka_now_ms(); /* written without one */
-        q->peek = r;
+        uint64_t id;
+        void *tok;
+        int got = dq_read(k, q, &dr, &id, &tok);
+        if (got == 0) return NULL;
+        if (got == 1) keep_peek(k, t, q, &dr, id, tok);
     }
     return q->peek;
+}
+
+/* dr as a view for the read ring (its headers put in the compact form into
+ * the action's buffer for them); false: out of memory */
+static bool view_of(kaction *k, const drec *dr, void *tok, kview *v) {
+    size_t hbytes = 0;
+    if (dr->nh) {
+        /* a compact header takes at most 10 bytes of lengths, a disk one 8 */
+        size_t most = dr->hbytes + 2 * (size_t)dr->nh;
+        if (most > k->hconv_cap) {
+            uint8_t *nb = realloc(k->hconv, most);
+            if (!nb) return false;
+            k->hconv = nb;
+            k->hconv_cap = most;
+        }
+        const uint8_t *p = dr->hdrs;
+        uint8_t *o = k->hconv;
+        for (uint32_t i = 0; i < dr->nh; i++) { /* checked by decode */
+            uint32_t kl = rd32(&p), vl = rd32(&p);
+            o = ramq_put_varint(o, kl);
+            memcpy(o, p, kl), o += kl, p += kl;
+            o = ramq_put_varint(o, vl);
+            memcpy(o, p, vl), o += vl, p += vl;
+        }
+        hbytes = (size_t)(o - k->hconv);
+    }
+    *v = (kview){.key = dr->key,
+                 .val = dr->val,
+                 .hdrs = k->hconv,
+                 .klen = dr->klen,
+                 .vlen = dr->vlen,
+                 .nh = dr->nh,
+                 .hbytes = (uint32_t)hbytes,
+                 .est = dr->est,
+                 .ts = dr->ts,
+                 .born_ms = dr->born_ms,
+                 .token = tok};
+    return true;
 }
 
 /* q's read-ahead disk record taken out of the buffer for good */
@@ -625,6 +691,36 @@ static void dq_write_view(kaction *k, ktopic *t, kqueue *q, const kview *v, bool
     written(k, t, q, id, NULL, v, cur, out);
 }
 
+/* Hands q's records on disk out into batch while the window has room: the
+ * read-ahead and cached ones as they are, the others lent from the read
+ * ring (no record of their own). One that does not fit waits as q->peek. */
+static void dq_send(kaction *k, ktopic *t, kqueue *q, kout *batch, int *nb) {
+    while (usable(t, q) && *nb < PUMP_BATCH) {
+        if (q->peek) {
+            if (!ka_window_room(k, q, q->peek->est)) return;
+            krec *r = q->peek;
+            q->peek = NULL;
+            send_out(k, q, r, batch, nb);
+            continue;
+        }
+        drec dr;
+        uint64_t id;
+        void *tok;
+        int got = dq_read(k, q, &dr, &id, &tok);
+        if (got == 0) return;
+        if (got == 2) continue; /* cached: q->peek */
+        kview v;
+        if (ka_window_room(k, q, dr.est) && view_of(k, &dr, tok, &v) &&
+            ka_lend_disk(k, q, t, &v, id, dr.replayed, &batch[*nb])) {
+            ka_window_take(k, q, dr.est);
+            (*nb)++;
+            q->unbuf += dr.est;
+            continue;
+        }
+        keep_peek(k, t, q, &dr, id, tok); /* no room (or no memory): waits as a record */
+    }
+}
+
 /* One turn of disk work for q: staged records written (the pending queue's
  * moved to their partitions once the count is known), stale ones expired,
  * a lost partition emptied, and records read back into batch while the
@@ -693,12 +789,7 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
         ram = ka_ram_any(q);
         pthread_mutex_unlock(&k->mu);
     }
-    krec *r;
-    while (!ram && usable(t, q) && *nb < PUMP_BATCH && (r = dq_load(k, t, q)) &&
-           ka_window_room(k, q, r->est)) {
-        q->peek = NULL;
-        send_out(k, q, r, batch, nb);
-    }
+    if (!ram) dq_send(k, t, q, batch, nb);
     pthread_mutex_lock(&k->mu);
     settle(q);
     if (!q->peek && !q->dq_n && !q->stage.n) q->spilled = false;
