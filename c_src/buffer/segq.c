@@ -44,13 +44,14 @@ struct segq {
     uint32_t nsegs, cap;
     int tail_fd; /* the last segment, for appending (-1: none open) */
     bool tail_dirty, commit_dirty;
-    /* appends are copied into a shared mapping of the tail's allocated blocks
-     * (the window); no system call per record */
-    uint8_t *map;
-    uint64_t map_off; /* file offset of map[0] */
-    size_t map_len;
-    bool no_map;       /* the file system cannot allocate ahead: pwritev instead */
-    bool commit_moved; /* the marker moved since it was last written */
+    /* appends are gathered in wbuf (file offset woff) and written with one
+     * pwrite (segq_flush, or when it is full) into blocks allocated ahead */
+    uint8_t *wbuf;
+    size_t wlen;
+    uint64_t woff;
+    uint64_t alloc_end; /* the tail's blocks are allocated up to here */
+    bool no_alloc;      /* the file system cannot allocate ahead */
+    bool commit_moved;  /* the marker moved since it was last written */
     int commit_fd;
     uint64_t c_seg, c_off; /* acknowledged prefix */
     uint64_t r_seg, r_off; /* next record to hand out */
@@ -398,13 +399,15 @@ void segq_set_remover(segq *q, segq_remove_fn fn, void *ctx) {
     q->remover_ctx = ctx;
 }
 
-/* unmaps the tail's window and gives back the blocks allocated past its last
+static ec_status flush_tail(segq *q, ec_error *err);
+
+/* writes what was gathered and gives back the blocks allocated past the last
  * record, so a closed segment's size is its data */
 static void close_tail(segq *q) {
     if (q->tail_fd < 0) return;
-    if (q->map) munmap(q->map, q->map_len);
-    q->map = NULL;
-    q->map_len = 0;
+    ec_error err;
+    if (flush_tail(q, &err)) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+    q->alloc_end = 0;
     if (q->nsegs) (void)!ftruncate(q->tail_fd, (off_t)q->segs[q->nsegs - 1].size);
     if (q->tail_dirty) (void)sync_fd(q, q->tail_fd);
     close(q->tail_fd);
@@ -449,33 +452,45 @@ static ec_status open_tail(segq *q, ec_error *err) {
     return q->tail_fd < 0 ? sys_fail(err, "cannot open", path) : EC_OK;
 }
 
-#define MAP_WINDOW (1u << 20) /* bytes of the tail mapped at a time */
+#define ALLOC_AHEAD (1u << 20)   /* blocks of the tail allocated ahead at a time */
+#define WBUF_BYTES  (256u << 10) /* appends gathered before one pwrite */
 
-/* maps [off, off + need) of the tail, allocating its blocks first (a write
- * into a hole the file system cannot fill would be a SIGBUS); false: write
- * this record with pwritev */
-static bool map_tail(segq *q, uint64_t off, size_t need) {
-    if (q->map && off >= q->map_off && off + need <= q->map_off + q->map_len) return true;
-    if (q->no_map) return false;
-    if (q->map) munmap(q->map, q->map_len);
-    q->map = NULL;
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t start = off & ~(page - 1);
-    uint64_t len = off + need - start;
-    len = len < MAP_WINDOW ? MAP_WINDOW : (len + page - 1) & ~(page - 1);
-    if (fallocate(q->tail_fd, 0, (off_t)start, (off_t)len) != 0) {
-        if (errno == EOPNOTSUPP) q->no_map = true; /* ENOSPC: pwritev reports it */
-        return false;
+/* writes the gathered appends to the tail; when that fails, they are lost
+ * (blocks allocated ahead make that a file system without fallocate on a
+ * full disk): the segment is cut where the write stopped */
+static ec_status flush_tail(segq *q, ec_error *err) {
+    size_t done = 0;
+    while (done < q->wlen) {
+        ssize_t w = pwrite(q->tail_fd, q->wbuf + done, q->wlen - done, (off_t)(q->woff + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            (void)!ftruncate(q->tail_fd, (off_t)(q->woff + done));
+            q->wlen = 0;
+            return sys_fail(err, "cannot write to segment in", q->dir);
+        }
+        done += (size_t)w;
     }
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, q->tail_fd, (off_t)start);
-    if (m == MAP_FAILED) {
-        q->no_map = true;
-        return false;
+    q->woff += q->wlen;
+    q->wlen = 0;
+    return EC_OK;
+}
+
+ec_status segq_flush(segq *q, ec_error *err) {
+    return q->wlen ? flush_tail(q, err) : EC_OK;
+}
+
+/* allocates the tail's blocks up to end at least (false: the disk is full) */
+static bool alloc_tail(segq *q, uint64_t from, uint64_t end) {
+    if (q->no_alloc || end <= q->alloc_end) return true;
+    uint64_t want = end - from < ALLOC_AHEAD ? ALLOC_AHEAD : end - from;
+    if (fallocate(q->tail_fd, 0, (off_t)from, (off_t)want) == 0 ||
+        (errno == ENOSPC &&
+         fallocate(q->tail_fd, 0, (off_t)from, (off_t)(want = end - from)) == 0)) {
+        q->alloc_end = from + want;
+        return true;
     }
-    q->map = m;
-    q->map_off = start;
-    q->map_len = len;
-    return true;
+    if (errno == EOPNOTSUPP) q->no_alloc = true;
+    return q->no_alloc;
 }
 
 /* writes one record, the n parts of iov (n <= SEGQ_MAX_PARTS), at the tail
@@ -501,16 +516,23 @@ static ec_status append_raw(segq *q, const struct iovec *iov, int n, uint64_t *i
     for (int i = 0; i < n; i++)
         crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
     put32(h + 8, crc);
-    if (map_tail(q, t->size, sizeof h + len)) {
-        /* a killed process leaves what was copied in the page cache; a record
-         * cut short by the kill fails its CRC at the next open */
-        uint8_t *at = q->map + (t->size - q->map_off);
+    size_t rec = sizeof h + len;
+    if (!alloc_tail(q, t->size, t->size + rec))
+        return sys_fail(err, "cannot append to segment in", q->dir); /* full */
+    if (q->wlen + rec > WBUF_BYTES && (st = flush_tail(q, err))) return st;
+    if (!q->wlen) q->woff = t->size;
+    if (!q->wbuf && rec <= WBUF_BYTES) q->wbuf = malloc(WBUF_BYTES);
+    if (q->wbuf && rec <= WBUF_BYTES) {
+        /* a record cut short by a kill during the pwrite fails its CRC at the
+         * next open */
+        uint8_t *at = q->wbuf + q->wlen;
         memcpy(at, h, sizeof h);
         at += sizeof h;
         for (int i = 0; i < n; i++) {
             if (iov[i].iov_len) memcpy(at, iov[i].iov_base, iov[i].iov_len);
             at += iov[i].iov_len;
         }
+        q->wlen += rec;
     } else {
         struct iovec all[SEGQ_MAX_PARTS + 1] = {{h, sizeof h}};
         memcpy(all + 1, iov, (size_t)n * sizeof *iov);
@@ -556,14 +578,20 @@ ec_status segq_appendv(segq *q, const struct iovec *iov, int n, bool out, uint64
     return q->fsync_ms == 0 ? segq_sync(q, err) : EC_OK;
 }
 
-ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+/* one record of one part, written at once */
+static ec_status append_now(segq *q, const void *data, uint32_t len, bool out, uint64_t *id,
+                            ec_error *err) {
     struct iovec iov = {(void *)data, len};
-    return segq_appendv(q, &iov, 1, false, id, err);
+    ec_status st = segq_appendv(q, &iov, 1, out, id, err);
+    return st ? st : segq_flush(q, err);
+}
+
+ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
+    return append_now(q, data, len, false, id, err);
 }
 
 ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err) {
-    struct iovec iov = {(void *)data, len};
-    return segq_appendv(q, &iov, 1, true, id, err);
+    return append_now(q, data, len, true, id, err);
 }
 
 /* ---- read, ack ------------------------------------------------------------------------ */
@@ -672,6 +700,7 @@ static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_erro
 }
 
 int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err) {
+    if (segq_flush(q, err)) return -1; /* what is read must be in the file */
     uint32_t n;
     int r = read_at(q, &q->r_seg, &q->r_off, &n, err);
     if (r != 1) return r;
@@ -689,6 +718,7 @@ int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error 
 
 int segq_scan(segq *q, void (*fn)(void *ctx, const void *data, uint32_t len), void *ctx,
               ec_error *err) {
+    if (segq_flush(q, err)) return -1;
     uint64_t seg = q->r_seg, off = q->r_off;
     uint32_t n;
     int r;
@@ -776,6 +806,8 @@ ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
 }
 
 ec_status segq_sync(segq *q, ec_error *err) {
+    ec_status fst = segq_flush(q, err);
+    if (fst) return fst;
     if (q->syncer && atomic_load(&q->sync_out)) return EC_OK; /* the last one is under way */
     if (q->commit_moved) {
         ec_status st = write_commit(q, err);
@@ -823,6 +855,7 @@ void segq_close(segq *q) {
     if (q->commit_fd >= 0) close(q->commit_fd);
     free(q->segs);
     free(q->rbuf);
+    free(q->wbuf);
     free(q->fl);
     free(q->dir);
     free(q);

@@ -23,14 +23,16 @@
  * with the next segment; start-up never fails on bad data. An unreadable
  * commit marker replays from the oldest segment (duplicates, not loss).
  *
- * Durability: appends are copied into a shared memory mapping of the tail
- * segment (no system call per record; a killed process loses nothing, the
- * page cache keeps what was copied). Blocks are allocated ahead of the
- * appends (fallocate, 1 MiB at a time, so a full disk is an error and never
- * a SIGBUS), so a segment left by a killed process ends in zeros: at open a
- * zero record header with only zeros after it is a clean end, and a closed
- * segment is trimmed to its data. Where the file system cannot allocate
- * ahead, appends use pwritev. The marker is written when it passes a
+ * Durability: segq_append and segq_append_out write the record at once
+ * (a killed process loses nothing: the page cache keeps it); segq_appendv
+ * gathers records in a buffer of the queue's (256 KiB) and writes them with
+ * one pwrite at segq_flush (or when the buffer is full, or before a read,
+ * a sync, a roll or the close): a killed process loses what was not
+ * flushed. Blocks are allocated ahead of the appends (fallocate, 1 MiB at a
+ * time, so a full disk is an error of the append), so a segment left by a
+ * killed process ends in zeros: at open a zero record header with only
+ * zeros after it is a clean end, and a closed segment is trimmed to its
+ * data. The marker is written when it passes a
  * segment and by segq_sync, which makes both durable (fdatasync, which
  * covers the mapping). The caller decides when: after every append
  * (fsync_ms = 0) or batched (segq_maybe_sync every fsync_ms). A segment file
@@ -80,10 +82,12 @@ ec_status segq_append(segq *q, const void *data, uint32_t len, uint64_t *id, ec_
 ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id, ec_error *err);
 
 /* Appends one record made of the n parts of iov (n <= SEGQ_MAX_PARTS, in
- * order; no copy of its own): as segq_append_out when out, else as
- * segq_append. */
+ * order) to the queue's write buffer: as segq_append_out when out, else as
+ * segq_append, but in the file only after segq_flush (see Durability). */
 ec_status segq_appendv(segq *q, const struct iovec *iov, int n, bool out, uint64_t *id,
                        ec_error *err);
+/* Writes what segq_appendv gathered (one pwrite). */
+ec_status segq_flush(segq *q, ec_error *err);
 
 /* The next record not yet handed out: 1 with *data and *len (valid until the
  * next call) and *id, 0 when none, -1 on an I/O error (in err). */

@@ -769,6 +769,9 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
     for (size_t i = 0; i < n; i++)
         dq_write_view(k, t, q, &k->staged[i].v, ram, &cur, batch, nb, out);
     ka_stage_release(k, n);
+    ec_error err; /* in the file (the page cache) before any of them is sent */
+    if (n && q->dq && segq_flush(q->dq, &err))
+        fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
     if (q->index >= 0 && t->count > 0 && q->index >= t->count) { /* the partition is gone */
         krec *r;
         while ((r = take_head(k, t, q))) {

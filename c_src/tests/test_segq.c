@@ -640,3 +640,58 @@ TEST(segq_remover_gets_finished_segments) {
     segq_close(q);
     rmrf(dir);
 }
+
+/* segq_appendv: a record made of parts reads back as their concatenation;
+ * the records gathered are not in the file until segq_flush (a process
+ * killed before it loses them, one killed after it loses nothing), and a
+ * read flushes first */
+TEST(segq_appendv_gathers_until_flush) {
+    char dir[64], seg[128];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    snprintf(seg, sizeof seg, "%s/00000000000000000001.seg", dir);
+    char val[300];
+    memset(val, 'v', sizeof val);
+    struct iovec iov[3] = {{"ab", 2}, {val, sizeof val}, {"z", 1}};
+    pid_t pid = fork();
+    if (pid == 0) { /* 2 flushed, 3 only gathered, then killed */
+        segq *q;
+        segq_report rep;
+        ec_error err;
+        uint64_t id;
+        if (segq_open(dir, 1u << 20, 1000, &q, &rep, &err)) _exit(2);
+        for (int i = 0; i < 5; i++) {
+            if (segq_appendv(q, iov, 3, false, &id, &err) || id != (uint64_t)i) _exit(3);
+            uint8_t h[12] = {0};
+            int fd = open(seg, O_RDONLY);
+            ssize_t got = fd >= 0 ? pread(fd, h, sizeof h, 16) : -1;
+            if (fd >= 0) close(fd);
+            if (i == 0 && (got != (ssize_t)sizeof h || h[0] != 0)) _exit(4); /* not written yet */
+            if (i == 1 && segq_flush(q, &err)) _exit(5);
+        }
+        kill(getpid(), SIGKILL);
+    }
+    int status;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 1u << 20, 1000, &q, &rep, &err) == EC_OK);
+    CHECK_INT(rep.pending, 2);
+    CHECK_INT(rep.skipped_bytes, 0);
+    uint64_t id;
+    REQUIRE(segq_appendv(q, iov, 3, false, &id, &err) == EC_OK); /* gathered, then read */
+    CHECK_INT(id, 2);
+    for (int i = 0; i < 3; i++) {
+        const void *d;
+        uint32_t len;
+        REQUIRE(segq_next(q, &d, &len, &id, &err) == 1);
+        CHECK_INT(id, i);
+        CHECK_INT(len, 2 + sizeof val + 1);
+        CHECK(memcmp(d, "ab", 2) == 0 && memcmp((const char *)d + 2, val, sizeof val) == 0 &&
+              ((const char *)d)[len - 1] == 'z');
+    }
+    segq_close(q);
+    rmrf(dir);
+}
