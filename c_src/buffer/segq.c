@@ -401,14 +401,17 @@ void segq_set_remover(segq *q, segq_remove_fn fn, void *ctx) {
 
 static ec_status flush_tail(segq *q, ec_error *err);
 
-/* writes what was gathered and gives back the blocks allocated past the last
- * record, so a closed segment's size is its data */
-static void close_tail(segq *q) {
+/* writes what was gathered; trim: gives back the blocks allocated past the
+ * last record, so a closed segment's size is its data. A segment closed by a
+ * roll is not trimmed (the file system may trim the blocks on the device
+ * before ftruncate returns): its zeros past the data read as its clean end,
+ * and the next open trims it */
+static void close_tail(segq *q, bool trim) {
     if (q->tail_fd < 0) return;
     ec_error err;
     if (flush_tail(q, &err)) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
     q->alloc_end = 0;
-    if (q->nsegs) (void)!ftruncate(q->tail_fd, (off_t)q->segs[q->nsegs - 1].size);
+    if (trim && q->nsegs) (void)!ftruncate(q->tail_fd, (off_t)q->segs[q->nsegs - 1].size);
     if (q->tail_dirty) (void)sync_fd(q, q->tail_fd);
     close(q->tail_fd);
     q->tail_fd = -1;
@@ -418,7 +421,7 @@ static void close_tail(segq *q) {
 static void delete_seg(segq *q, uint32_t i);
 
 static ec_status roll(segq *q, ec_error *err) {
-    close_tail(q);
+    close_tail(q, false);
     uint64_t num = q->nsegs ? q->segs[q->nsegs - 1].num + 1 : (q->c_seg ? q->c_seg : 1);
     if (q->nsegs && !q->segs[q->nsegs - 1].live && q->segs[q->nsegs - 1].num != q->c_seg)
         delete_seg(q, q->nsegs - 1); /* everything in it was acknowledged already */
@@ -850,7 +853,7 @@ void segq_close(segq *q) {
     ec_error err;
     segq_set_syncer(q, NULL, NULL); /* waits for what is out; the rest is synced here */
     if (q->commit_fd >= 0) segq_sync(q, &err);
-    close_tail(q);
+    close_tail(q, true);
     close_read(q);
     if (q->commit_fd >= 0) close(q->commit_fd);
     free(q->segs);
