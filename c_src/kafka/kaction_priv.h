@@ -107,7 +107,7 @@ struct kqueue {
     uint64_t bytes;     /* estimated bytes buffered (RAM, disk and staged) */
     uint64_t ram_bytes; /* of the RAM part */
     ramq stage;         /* records for the disk part, in the compact form (no allocation by
-                       senders; the pump turns them into records of its own) */
+                       senders; the pump writes them to disk from here) */
     ring_state sw, sr;  /* its writer and reader */
     uint64_t stage_bytes;
     uint64_t unbuf; /* the pump's: bytes out of the disk part this turn, still in `bytes` */
