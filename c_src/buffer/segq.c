@@ -497,8 +497,9 @@ static bool alloc_tail(segq *q, uint64_t from, uint64_t end) {
 }
 
 /* writes one record, the n parts of iov (n <= SEGQ_MAX_PARTS), at the tail
- * (no sync); *id its id */
-static ec_status append_raw(segq *q, const struct iovec *iov, int n, uint64_t *id, ec_error *err) {
+ * (no sync); *id its id, *plen its payload bytes */
+static ec_status append_raw(segq *q, const struct iovec *iov, int n, uint64_t *id, uint32_t *plen,
+                            ec_error *err) {
     uint64_t total = 0;
     for (int i = 0; i < n; i++)
         total += iov[i].iov_len;
@@ -552,6 +553,7 @@ static ec_status append_raw(segq *q, const struct iovec *iov, int n, uint64_t *i
     q->pending++;
     q->pending_bytes += len;
     *id = q->next_id++;
+    *plen = len;
     return EC_OK;
 }
 
@@ -562,13 +564,11 @@ ec_status segq_appendv(segq *q, const struct iovec *iov, int n, bool out, uint64
     if (out && q->next_read_id != q->next_id)
         return ec_fail(err, EC_ESTATE, "records of %s not handed out yet", q->dir);
     uint64_t rid = 0;
-    ec_status st = append_raw(q, iov, n, &rid, err);
+    uint32_t plen = 0;
+    ec_status st = append_raw(q, iov, n, &rid, &plen, err);
     if (st) return st;
     if (out) {
         seginfo *t = &q->segs[q->nsegs - 1];
-        uint32_t plen = 0;
-        for (int i = 0; i < n; i++)
-            plen += (uint32_t)iov[i].iov_len;
         if (!fl_push(q, (inflight){rid, t->num, t->size, plen, 1, false})) {
             /* not trackable: leave it to be handed out by segq_next */
             return ec_fail(err, EC_ENOMEM, "out of memory");

@@ -29,12 +29,13 @@
  * one pwrite at segq_flush (or when the buffer is full, or before a read,
  * a sync, a roll or the close): a killed process loses what was not
  * flushed. Blocks are allocated ahead of the appends (fallocate, 1 MiB at a
- * time, so a full disk is an error of the append), so a segment left by a
- * killed process (or closed by a roll) ends in zeros: at open a zero record
- * header with only zeros after it is a clean end, and such a segment is
- * trimmed to its data, as the tail is by segq_close. The marker is written when it passes a
- * segment and by segq_sync, which makes both durable (fdatasync, which
- * covers the mapping). The caller decides when: after every append
+ * time, so a full disk is an error of the append; where the file system
+ * cannot, a write that fails at segq_flush loses what was gathered), so a
+ * segment left by a killed process (or closed by a roll) ends in zeros: at
+ * open a zero record header with only zeros after it is a clean end, and
+ * such a segment is trimmed to its data, as the tail is by segq_close. The
+ * marker is written when it passes a segment and by segq_sync, which makes
+ * both durable (fdatasync). The caller decides when: after every append
  * (fsync_ms = 0) or batched (segq_maybe_sync every fsync_ms). A segment file
  * truncated by another process while it is the tail is not supported.
  *

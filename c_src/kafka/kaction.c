@@ -560,7 +560,7 @@ size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
 void ka_stage_release(kaction *k, size_t n) {
     pthread_mutex_lock(&k->mu);
     for (size_t i = 0; i < n; i++)
-        ramq_unpin(k->staged[i].chunk);
+        if (k->staged[i].chunk) ramq_unpin(k->staged[i].chunk); /* NULL: its pin moved on */
     pthread_mutex_unlock(&k->mu);
 }
 

@@ -628,51 +628,37 @@ static void written(kaction *k, ktopic *t, kqueue *q, uint64_t id, krec *r, cons
     disk_limit(k, t, q, cur, &out->dropped);
 }
 
-/* Writes r (moved to q from the pending queue) to q's disk part, or hands it
- * out at once when it can go direct (into batch). *cur: q's buffered bytes
- * before r. */
-static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, bool ahead, uint64_t *cur,
+/* Writes a record to q's disk part, or hands it out at once when it can go
+ * direct (into batch), without waiting for the write to reach the file
+ * (kdisk_work flushes every queue before the batch is sent). The record is
+ * r (moved to q from the pending queue), or else the staged view o, written
+ * straight from the stage ring and, when direct, lent from there (o's pin
+ * moves to the batch): a staged record gets a record of its own only to be
+ * cached or to fail. *cur: q's buffered bytes before it. */
+static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, kout *o, bool ahead, uint64_t *cur,
                      kout *batch, int *nb, dq_out *out) {
-    ec_error err;
-    uint32_t n;
-    const uint8_t *b = encode(k, r, &n);
-    ec_status st = b ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
-    bool direct = !st && can_go_direct(k, t, q, ahead, r->est, *nb);
-    uint64_t id = 0;
-    if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
-    if (!st)
-        st = direct ? segq_append_out(q->dq, b, n, &id, &err) : segq_append(q->dq, b, n, &id, &err);
-    if (st) {
-        write_failed(k, q, r, &err, out);
-        return;
-    }
-    if (direct) {
-        r->dq_id = id;
-        send_out(k, q, r, batch, nb);
-        return;
-    }
-    written(k, t, q, id, r, NULL, cur, out);
-}
-
-/* Writes the staged view v to q's disk part straight from the stage ring (no
- * record of its own: those to be read back, nearly all under load, are never
- * allocated), or hands it out at once as dq_write does. */
-static void dq_write_view(kaction *k, ktopic *t, kqueue *q, const kview *v, bool ahead,
-                          uint64_t *cur, kout *batch, int *nb, dq_out *out) {
-    ec_error err;
+    const kview *v = r ? NULL : &o->v;
+    uint32_t est = r ? r->est : v->est, n;
     struct iovec iov[4];
-    ec_status st =
-        encode_view(k, v, iov) ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
-    krec *r = NULL;
-    bool direct = !st && can_go_direct(k, t, q, ahead, v->est, *nb) && (r = ka_materialize(v));
+    int parts = 0;
+    if (v) {
+        if (encode_view(k, v, iov)) parts = 4;
+    } else {
+        const uint8_t *b = encode(k, r, &n);
+        if (b) iov[0] = (struct iovec){(void *)b, n}, parts = 1;
+    }
+    ec_error err;
+    ec_status st = parts ? dq_open(k, q, &err) : ec_fail(&err, EC_ENOMEM, "out of memory");
+    bool direct = !st && can_go_direct(k, t, q, ahead, est, *nb);
     uint64_t id = 0;
     if (!st && !direct && !tok_reserve(q)) st = ec_fail(&err, EC_ENOMEM, "out of memory");
-    if (!st) st = segq_appendv(q->dq, iov, 4, direct, &id, &err);
+    if (!st) st = segq_appendv(q->dq, iov, parts, direct, &id, &err);
     if (st) {
-        if (!r) r = ka_materialize(v);
-        if (r) {
+        if (!r && (r = ka_materialize(v))) {
             r->topic = t;
             r->partition = q->index;
+        }
+        if (r) {
             write_failed(k, q, r, &err, out);
         } else { /* not even that: answered here */
             ka_stage_fail(k, q, v);
@@ -681,14 +667,17 @@ static void dq_write_view(kaction *k, ktopic *t, kqueue *q, const kview *v, bool
         }
         return;
     }
-    if (direct) {
-        r->topic = t;
-        r->partition = q->index;
+    if (direct && r) {
         r->dq_id = id;
         send_out(k, q, r, batch, nb);
-        return;
+    } else if (direct) {
+        ka_window_take(k, q, est);
+        batch[(*nb)++] = (kout){.q = q, .v = *v, .chunk = o->chunk, .t = t, .dq_id = id};
+        o->chunk = NULL; /* unpinned after the delivery report */
+        q->unbuf += est;
+    } else {
+        written(k, t, q, id, r, v, cur, out);
     }
-    written(k, t, q, id, NULL, v, cur, out);
 }
 
 /* Hands q's records on disk out into batch while the window has room: the
@@ -748,7 +737,8 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
             uint64_t old = r->dq_id;
             r->dq_id = DQ_NONE;
             r->partition = p;
-            dq_write(k, t, pq, r, ahead, &pcur, batch, nb, out); /* before it leaves pending */
+            dq_write(k, t, pq, r, NULL, ahead, &pcur, batch, nb,
+                     out); /* before it leaves pending */
             if (old != DQ_NONE) {
                 ec_error err;
                 segq_ack(q->dq, old, &err);
@@ -767,11 +757,8 @@ static void dq_turn(kaction *k, ktopic *t, kqueue *q, int64_t now, kout *batch, 
     pthread_mutex_unlock(&k->mu);
     size_t n = ka_stage_views(k, q, &cur);
     for (size_t i = 0; i < n; i++)
-        dq_write_view(k, t, q, &k->staged[i].v, ram, &cur, batch, nb, out);
+        dq_write(k, t, q, NULL, &k->staged[i], ram, &cur, batch, nb, out);
     ka_stage_release(k, n);
-    ec_error err; /* in the file (the page cache) before any of them is sent */
-    if (n && q->dq && segq_flush(q->dq, &err))
-        fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
     if (q->index >= 0 && t->count > 0 && q->index >= t->count) { /* the partition is gone */
         krec *r;
         while ((r = take_head(k, t, q))) {
@@ -821,11 +808,12 @@ void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb) {
             bool work = has_disk_work(q);
             pthread_mutex_unlock(&k->mu);
             if (work) dq_turn(k, t, q, now, batch, nb, &out);
-            if (k->mode == KCONF_BUF_DISK && q->dq) {
-                ec_error err;
-                if (segq_maybe_sync(q->dq, (uint64_t)now, &err))
-                    fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
-            }
+            /* what was written is in the file before any record is sent (and in
+             * disk mode durable every DISK_FSYNC_MS) */
+            ec_error err;
+            if (q->dq && (segq_flush(q->dq, &err) || (k->mode == KCONF_BUF_DISK &&
+                                                      segq_maybe_sync(q->dq, (uint64_t)now, &err))))
+                fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
         }
     }
     pthread_mutex_unlock(&k->dmu);
