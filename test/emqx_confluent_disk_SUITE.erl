@@ -28,17 +28,29 @@ conn(Port) ->
       <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
       <<"metadata_request_timeout">> => <<"500ms">>}.
 
-action(Topic, Dir, Extra) ->
+action(Topic, Dir, Extra) -> action(Topic, Dir, Extra, #{}).
+
+%% Extra: members of "buffer"; Params: more members of "parameters"
+action(Topic, Dir, Extra, Params) ->
     #{<<"buffer_dir">> => list_to_binary(Dir),
-      <<"parameters">> => #{<<"topic">> => Topic,
-                            <<"message">> => #{<<"key">> => <<"${k}">>, <<"value">> => <<"${v}">>},
-                            <<"partition_strategy">> => <<"key_dispatch">>,
-                            <<"buffer">> => maps:merge(#{<<"mode">> => <<"disk">>,
-                                                         <<"segment_bytes">> => <<"4KB">>}, Extra)}}.
+      <<"parameters">> =>
+          maps:merge(#{<<"topic">> => Topic,
+                       <<"message">> => #{<<"key">> => <<"${k}">>, <<"value">> => <<"${v}">>},
+                       <<"partition_strategy">> => <<"key_dispatch">>,
+                       <<"buffer">> => maps:merge(#{<<"mode">> => <<"disk">>,
+                                                    <<"segment_bytes">> => <<"4KB">>}, Extra)},
+                     Params)}.
+
+%% headers from a map placeholder and an extra header holding the value
+with_headers() ->
+    #{<<"kafka_headers">> => <<"${h}">>,
+      <<"kafka_ext_headers">> => [#{<<"kafka_ext_header_key">> => <<"n">>,
+                                    <<"kafka_ext_header_value">> => <<"${v}">>}]}.
 
 send(A, N) ->
     [ok = ?NIF:action_send(A, #{<<"k">> => integer_to_binary(I rem 7),
-                                <<"v">> => <<"value-", (integer_to_binary(I))/binary>>}, false)
+                                <<"v">> => <<"value-", (integer_to_binary(I))/binary>>,
+                                <<"h">> => #{<<"src">> => <<"disk">>}}, false)
      || I <- lists:seq(1, N)],
     ok.
 
@@ -55,18 +67,22 @@ setup(Config, Name) ->
     Dir = filename:join(?config(priv_dir, Config), binary_to_list(Topic)),
     {Topic, Dir, free_port()}.
 
+%% (with headers: records read back from disk carry them)
 t_action_restart_replays(Config) ->
     {Topic, Dir, Port} = setup(Config, <<"disk-restart">>),
-    {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+    {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{}, with_headers())),
     N = 200,
     ok = send(A, N),
     ?assertMatch(#{matched := N, queuing := N, success := 0}, ?NIF:action_metrics(A)),
     ok = ?NIF:action_destroy(A), %% Kafka still unreachable: all of it stays on disk
     ?assert(length(filelib:wildcard(filename:join(Dir, "*.seg"))) > 1),
     Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
-    {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
+    {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{}, with_headers())),
     ?assertMatch(#{'buffer.replayed' := N, 'buffer.skipped_bytes' := 0}, ?NIF:action_metrics(A2)),
-    ?assertEqual(expected(lists:seq(1, N)), values(ec_test_util:consume(Topic, N))),
+    Recs = ec_test_util:consume(Topic, N),
+    ?assertEqual(expected(lists:seq(1, N)), values(Recs)),
+    ?assertEqual([], [R || R = #{<<"payload">> := V} <- Recs,
+                           maps:get(<<"headers">>, R, none) =/= [<<"src">>, <<"disk">>, <<"n">>, V]]),
     ec_test_util:wait_until(fun() -> maps:get(queuing, ?NIF:action_metrics(A2)) =:= 0 andalso
                                          maps:get(inflight, ?NIF:action_metrics(A2)) =:= 0 end, 20000),
     %% replayed records are not counted as success (sink-behaviour.md §6.1)

@@ -57,8 +57,11 @@ struct segq {
     uint64_t r_seg, r_off; /* next record to hand out */
     int r_fd;              /* cached read descriptor of r_fd_seg */
     uint64_t r_fd_seg;
-    const uint8_t *rmap; /* r_fd_seg mapped for reading (no system call per record) */
+    segq_pin *rpin;      /* r_fd_seg mapped for reading (no system call per record); the
+                            queue holds one reference, every record lent from it one more */
+    const uint8_t *rmap; /* rpin's mapping */
     size_t rmap_len;
+    uint64_t rmap_ok;     /* bytes of the file known to exist (fstat): readable in rmap */
     const uint8_t *rdata; /* the record read last */
     uint64_t rdrop;       /* rmap's pages below this were given back */
     uint8_t *rbuf;
@@ -619,26 +622,63 @@ static bool fl_push(segq *q, inflight f) {
     return true;
 }
 
-static void close_read(segq *q) {
-    if (q->rmap) munmap((void *)q->rmap, q->rmap_len);
+/* A mapping of a segment, unmapped when its last reference goes (the
+ * queue's, or that of a record lent from it). */
+struct segq_pin {
+    _Atomic uint32_t refs;
+    void *addr;
+    size_t len;
+};
+
+void segq_unpin(segq_pin *p) {
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    munmap(p->addr, p->len);
+    free(p);
+}
+
+static void drop_map(segq *q) {
+    segq_unpin(q->rpin);
+    q->rpin = NULL;
     q->rmap = NULL;
     q->rmap_len = 0;
+    q->rmap_ok = 0;
+}
+
+static void close_read(segq *q) {
+    drop_map(q);
     q->rdrop = 0;
     if (q->r_fd >= 0) close(q->r_fd);
     q->r_fd = -1;
 }
 
-/* n bytes at off of the segment being read, from its mapping (mapped again
- * when the file grew); NULL: read them with pread */
+/* n bytes at off of the segment being read, from its mapping; NULL: read
+ * them with pread. The mapping covers a whole segment (segment_bytes and
+ * what is allocated past it) however far the file has grown, so a growing
+ * tail is mapped once; only bytes the file is known to hold are read from
+ * it (a page past the end of the file would fault). */
 static const uint8_t *rview(segq *q, uint64_t off, size_t n) {
-    if (q->rmap && off + n <= q->rmap_len) return q->rmap + off;
+    if (q->rmap && off + n <= q->rmap_ok) return q->rmap + off;
     struct stat st;
     if (fstat(q->r_fd, &st) != 0 || (uint64_t)st.st_size < off + n || st.st_size == 0) return NULL;
-    if (q->rmap) munmap((void *)q->rmap, q->rmap_len);
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, q->r_fd, 0);
-    q->rmap = m == MAP_FAILED ? NULL : m;
-    q->rmap_len = q->rmap ? (size_t)st.st_size : 0;
-    return q->rmap ? q->rmap + off : NULL;
+    if (!q->rmap || (uint64_t)st.st_size > q->rmap_len) {
+        drop_map(q); /* records lent from the old mapping keep it */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), want = (size_t)q->seg_bytes + ALLOC_AHEAD;
+        if (want < (size_t)st.st_size) want = (size_t)st.st_size;
+        want = (want + page - 1) / page * page;
+        segq_pin *p = malloc(sizeof *p);
+        void *m = p ? mmap(NULL, want, PROT_READ, MAP_SHARED, q->r_fd, 0) : MAP_FAILED;
+        if (m == MAP_FAILED) {
+            free(p);
+            return NULL;
+        }
+        *p = (segq_pin){.addr = m, .len = want};
+        atomic_init(&p->refs, 1);
+        q->rpin = p;
+        q->rmap = m;
+        q->rmap_len = want;
+    }
+    q->rmap_ok = (uint64_t)st.st_size;
+    return q->rmap + off;
 }
 
 /* reads the record at (*seg, *off), moving past segments that ended or are
@@ -703,6 +743,12 @@ static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_erro
 }
 
 int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err) {
+    return segq_next_pinned(q, data, len, id, NULL, err);
+}
+
+int segq_next_pinned(segq *q, const void **data, uint32_t *len, uint64_t *id, segq_pin **pin,
+                     ec_error *err) {
+    if (pin) *pin = NULL;
     if (segq_flush(q, err)) return -1; /* what is read must be in the file */
     uint32_t n;
     int r = read_at(q, &q->r_seg, &q->r_off, &n, err);
@@ -713,6 +759,10 @@ int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error 
         return -1;
     }
     q->r_off = end;
+    if (pin && q->rpin && q->rdata != q->rbuf) { /* in the mapping: lent */
+        atomic_fetch_add(&q->rpin->refs, 1);
+        *pin = q->rpin;
+    }
     *data = q->rdata;
     *len = n;
     *id = q->next_read_id++;

@@ -94,6 +94,17 @@ ec_status segq_flush(segq *q, ec_error *err);
  * next call) and *id, 0 when none, -1 on an I/O error (in err). */
 int segq_next(segq *q, const void **data, uint32_t *len, uint64_t *id, ec_error *err);
 
+/* segq_next, and when the record lies in the segment's mapping (pin not
+ * NULL), a reference to it in *pin: *data stays valid (read-only) until
+ * segq_unpin(*pin), even after later reads, the removal of the segment or
+ * segq_close (the records of a segment are never rewritten or cut while it
+ * is open). *pin NULL: *data is valid until the next call only. */
+typedef struct segq_pin segq_pin;
+int segq_next_pinned(segq *q, const void **data, uint32_t *len, uint64_t *id, segq_pin **pin,
+                     ec_error *err);
+/* drops a reference from segq_next_pinned (any thread; NULL: nothing) */
+void segq_unpin(segq_pin *p);
+
 /* Marks a handed-out record acknowledged; the marker advances over the
  * contiguous acknowledged prefix. A segment whose records are all
  * acknowledged is deleted even while an older record is still out (the tail

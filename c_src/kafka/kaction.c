@@ -245,8 +245,38 @@ static void ring_pop(kqueue *q, const kview *v) {
     ring_pop_at(&q->ring, &q->r, v);
 }
 
-/* a record of its own from a view (NULL: out of memory) */
+/* Walks the n headers of a record's disk form (kdisk.c: u32 name length,
+ * u32 value length, name, value), as hdrs_walk does. */
+static bool hdrs_walk_disk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *lens,
+                           kprod_header *out) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (end - p < 8) return false;
+        uint32_t kl = 0, vl = 0;
+        for (int b = 0; b < 4; b++)
+            kl |= (uint32_t)p[b] << (8 * b), vl |= (uint32_t)p[4 + b] << (8 * b);
+        p += 8;
+        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return false;
+        lens[2 * i] = kl;
+        lens[2 * i + 1] = vl;
+        if (out) out[i] = (kprod_header){(const char *)p, kl, p + kl, vl};
+        p += (size_t)kl + vl;
+    }
+    return true;
+}
+
+/* a view's headers in either form (see hdrs_walk) */
+static bool view_hdrs(const kview *v, bool dform, size_t *lens, kprod_header *out) {
+    const uint8_t *end = v->hdrs + v->hbytes;
+    return dform ? hdrs_walk_disk(v->hdrs, end, v->nh, lens, out)
+                 : hdrs_walk(v->hdrs, end, v->nh, lens, out);
+}
+
 krec *ka_materialize(const kview *v) {
+    return ka_materialize_form(v, false);
+}
+
+/* a record of its own from a view (NULL: out of memory) */
+krec *ka_materialize_form(const kview *v, bool dform) {
     krec *r = malloc(sizeof *r + v->nh * sizeof(kprod_header) + v->klen + v->vlen + v->hbytes);
     if (!r) return NULL;
     char *d = r->data;
@@ -260,7 +290,9 @@ krec *ka_materialize(const kview *v) {
     d += v->vlen;
     if (v->hbytes) memcpy(d, v->hdrs, v->hbytes);
     size_t hl[2 * MAX_HDRS];
-    if (v->nh) hdrs_walk((const uint8_t *)d, (const uint8_t *)d + v->hbytes, v->nh, hl, r->hdrs);
+    kview copy = *v;
+    copy.hdrs = (const uint8_t *)d;
+    if (v->nh) view_hdrs(&copy, dform, hl, r->hdrs);
     r->klen = v->klen;
     r->vlen = v->vlen;
     r->nh = v->nh;
@@ -539,7 +571,7 @@ size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
     pthread_mutex_lock(&k->mu);
     *cur = q->bytes - q->stage_bytes;
     size_t n = 0;
-    kout o;
+    kout o = {.dq_id = DQ_NONE};
     while (ring_peek_at(k, &q->stage, &q->sr, &o.v)) {
         if (n == k->staged_cap) {
             size_t cap = k->staged_cap ? 2 * k->staged_cap : 256;
@@ -602,9 +634,11 @@ bool ka_lend_disk(kaction *k, kqueue *q, ktopic *t, const kview *v, uint64_t dq_
     ring_pop_at(&k->rring, &k->rr, &o->v);
     o->q = q;
     o->r = NULL;
+    o->pin = NULL;
     o->t = t;
     o->dq_id = dq_id;
     o->replayed = replayed;
+    o->dform = false;
     return true;
 }
 
@@ -818,9 +852,10 @@ static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
                              .borrow_value = true};
     } else {
         const kview *v = &o->v;
-        if (v->nh) hdrs_walk(v->hdrs, v->hdrs + v->hbytes, v->nh, hl, hdrs);
+        if (v->nh) view_hdrs(v, o->dform, hl, hdrs);
         *tk = (kticket){.q = o->q,
                         .chunk = o->chunk,
+                        .pin = o->pin,
                         .token = v->token,
                         .dq_id = o->dq_id,
                         .est = v->est,
@@ -866,6 +901,7 @@ static void on_delivery(void *ctx, const kprod_report *rp) {
         replayed = tk->replayed;
         disk_done(k, q, tk->dq_id, rp->err != NULL);
         rel_push(k, tk->chunk);
+        segq_unpin(tk->pin);
         tk_put(k, tk);
     }
     window_give(k, q, est, true);
@@ -1053,6 +1089,7 @@ static int hand_off_batch(kaction *k, kout *batch, ktopic **tops, int nb, int *k
             } else {
                 disk_done(k, o->q, o->dq_id, true);
                 rel_push(k, o->chunk);
+                segq_unpin(o->pin);
                 if (o->v.token && k->reply) k->reply(k->reply_ctx, o->v.token, herr.msg, -1, -1);
             }
         }
@@ -1070,8 +1107,9 @@ static void put_back(kaction *k, kout *batch, const int *keep, int nk, ktaken *f
         kout *o = &batch[keep[i]];
         kqueue *q = o->q;
         window_give(k, q, out_est(o), false);
-        krec *r = o->r ? o->r : ka_materialize(&o->v);
-        if (!o->r) ramq_unpin(o->chunk);
+        krec *r = o->r ? o->r : ka_materialize_form(&o->v, o->dform);
+        if (o->chunk) ramq_unpin(o->chunk);
+        segq_unpin(o->pin);
         if (r && !o->r) { /* read back from disk: still there */
             r->dq_id = o->dq_id;
             r->replayed = o->replayed;
@@ -1147,11 +1185,9 @@ static void *pump_main(void *arg) {
             for (int32_t p = 0; p < t->count && p < t->cap; p++) {
                 kqueue *q = t->parts[p];
                 check_stall(k, q, trouble);
-                kout o;
+                kout o = {.dq_id = DQ_NONE};
                 while (nb < PUMP_BATCH && ram_peek(k, q, &o) && ka_window_room(k, q, out_est(&o))) {
                     o.chunk = o.r ? NULL : ramq_pin_front(&q->ring);
-                    o.dq_id = DQ_NONE;
-                    o.replayed = false;
                     ram_pop(q, &o);
                     ka_window_take(k, q, out_est(&o));
                     tops[nb] = t;

@@ -63,7 +63,7 @@ typedef struct krec {
     kprod_header *hdrs;
     uint64_t dq_id; /* disk mode: the record's id in the segment queue (DQ_NONE: none) */
     bool replayed;  /* read back from disk at start: no `success` (sink-behaviour.md §6.1) */
-    char data[];
+    _Alignas(8) char data[]; /* starts with the header array (unpersist, ka_materialize) */
 } krec;
 
 /* A RAM record in its compact form (kaction.c ring_*): a flags byte (1: a
@@ -145,18 +145,22 @@ struct ktopic {
                                   the metadata thread before its first query */
 };
 
-/* One record of the pump's batch: a record of its own, or a view of one in
- * q's ring (or the action's read ring: a record read back from q's disk
- * part, then with its id there and its topic) whose chunk is pinned (lent
- * to librdkafka until the report). */
+/* One record of the pump's batch: a record of its own, or a view of one
+ * lent to librdkafka until the report: in q's ring (its chunk pinned), or
+ * read back from q's disk part (then with its id there and its topic), in
+ * the segment's mapping (pinned there; its headers in the disk form) or,
+ * where the record could not be mapped, copied into the action's read ring
+ * (its chunk pinned). */
 typedef struct kout {
     kqueue *q;
     krec *r;
     kview v;
     ramq_chunk *chunk;
+    segq_pin *pin;  /* views in a segment's mapping: their pin */
     ktopic *t;      /* views from disk: their topic */
     uint64_t dq_id; /* views: the id on disk (DQ_NONE: none) */
     bool replayed;  /* views from disk: read back after a restart */
+    bool dform;     /* v's headers are in the disk form (kdisk.c), not the compact one */
 } kout;
 
 /* What the delivery report of a ring record lent to librdkafka needs (the
@@ -165,6 +169,7 @@ typedef struct kticket {
     struct kticket *next; /* free list */
     kqueue *q;
     ramq_chunk *chunk; /* pinned while librdkafka holds the value (NULL: none) */
+    segq_pin *pin;     /* or the segment mapping it lies in (NULL: none) */
     void *token;
     uint64_t dq_id; /* read back from disk: its id there (else DQ_NONE) */
     uint32_t est;
@@ -281,6 +286,8 @@ void ka_stage_release(kaction *k, size_t n);
  * answers it) */
 void ka_stage_fail(kaction *k, kqueue *q, const kview *v);
 krec *ka_materialize(const kview *v); /* a record of its own from a view (NULL: out of memory) */
+/* the same for a view whose headers are in the disk form when dform */
+krec *ka_materialize_form(const kview *v, bool dform);
 /* v, a record read back from q's disk part (topic t, id dq_id there), copied
  * into the read ring and pinned there as o (the pump); false: out of memory */
 bool ka_lend_disk(kaction *k, kqueue *q, ktopic *t, const kview *v, uint64_t dq_id, bool replayed,

@@ -391,17 +391,19 @@ static void drop_unreadable(kaction *k, kqueue *q, uint64_t id, void *tok, uint3
 }
 
 /* Reads q's next record on disk: 1 with it decoded into *dr (its bytes valid
- * until the next read), its id and token; 2 when it is a cached one (its RAM
- * copy is q->peek now); 0 when there is none, or after an I/O error (tried
- * again READ_RETRY_MS later, not at every turn of the pump). A record that
- * does not decode fails. */
-static int dq_read(kaction *k, kqueue *q, drec *dr, uint64_t *id, void **tok) {
+ * until the next read, or when *pin is set until segq_unpin(*pin): pin not
+ * NULL asks for that where the record can be lent), its id and token; 2 when
+ * it is a cached one (its RAM copy is q->peek now); 0 when there is none, or
+ * after an I/O error (tried again READ_RETRY_MS later, not at every turn of
+ * the pump). A record that does not decode fails. */
+static int dq_read(kaction *k, kqueue *q, drec *dr, uint64_t *id, void **tok, segq_pin **pin) {
+    if (pin) *pin = NULL;
     while (q->dq_n) {
         const void *d;
         uint32_t n;
         ec_error err;
         if (q->read_again_ms && ka_now_ms() < q->read_again_ms) return 0;
-        int got = segq_next(q->dq, &d, &n, id, &err);
+        int got = segq_next_pinned(q->dq, &d, &n, id, pin, &err);
         if (got != 1) {
             if (got == 0) ec_fail(&err, EC_EINVAL, "records missing from the disk buffer");
             fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
@@ -417,6 +419,7 @@ static int dq_read(kaction *k, kqueue *q, drec *dr, uint64_t *id, void **tok) {
             if (!--q->cn) q->ct = NULL;
             k->cache_bytes -= ram_cost(r);
             q->peek = r;
+            if (pin) segq_unpin(*pin), *pin = NULL;
             return 2;
         }
         *tok = tok_take(q, *id);
@@ -425,6 +428,7 @@ static int dq_read(kaction *k, kqueue *q, drec *dr, uint64_t *id, void **tok) {
             if (!dr->born_ms && k->max_age_ms) dr->born_ms = ka_now_ms(); /* written without one */
             return 1;
         }
+        if (pin) segq_unpin(*pin), *pin = NULL;
         drop_unreadable(k, q, *id, *tok, 0);
     }
     return 0;
@@ -453,7 +457,7 @@ static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
         drec dr;
         uint64_t id;
         void *tok;
-        int got = dq_read(k, q, &dr, &id, &tok);
+        int got = dq_read(k, q, &dr, &id, &tok, NULL);
         if (got == 0) return NULL;
         if (got == 1) keep_peek(k, t, q, &dr, id, tok);
     }
@@ -681,8 +685,11 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, kout *o, bool ah
 }
 
 /* Hands q's records on disk out into batch while the window has room: the
- * read-ahead and cached ones as they are, the others lent from the read
- * ring (no record of their own). One that does not fit waits as q->peek. */
+ * read-ahead and cached ones as they are, the others lent from the
+ * segment's mapping (no copy: the key and headers are copied by librdkafka,
+ * the value is read where it lies) or, when the record is not in one, from
+ * the read ring (no record of their own either way). One that does not fit
+ * waits as q->peek. */
 static void dq_send(kaction *k, ktopic *t, kqueue *q, kout *batch, int *nb) {
     while (usable(t, q) && *nb < PUMP_BATCH) {
         if (q->peek) {
@@ -695,18 +702,39 @@ static void dq_send(kaction *k, ktopic *t, kqueue *q, kout *batch, int *nb) {
         drec dr;
         uint64_t id;
         void *tok;
-        int got = dq_read(k, q, &dr, &id, &tok);
+        segq_pin *pin;
+        int got = dq_read(k, q, &dr, &id, &tok, &pin);
         if (got == 0) return;
         if (got == 2) continue; /* cached: q->peek */
+        bool room = ka_window_room(k, q, dr.est);
         kview v;
-        if (ka_window_room(k, q, dr.est) && view_of(k, &dr, tok, &v) &&
-            ka_lend_disk(k, q, t, &v, id, dr.replayed, &batch[*nb])) {
-            ka_window_take(k, q, dr.est);
-            (*nb)++;
-            q->unbuf += dr.est;
+        if (room && pin) {
+            batch[*nb] = (kout){.q = q,
+                                .v = {.key = dr.key,
+                                      .val = dr.val,
+                                      .hdrs = dr.hdrs,
+                                      .klen = dr.klen,
+                                      .vlen = dr.vlen,
+                                      .nh = dr.nh,
+                                      .hbytes = dr.hbytes,
+                                      .est = dr.est,
+                                      .ts = dr.ts,
+                                      .born_ms = dr.born_ms,
+                                      .token = tok},
+                                .pin = pin,
+                                .t = t,
+                                .dq_id = id,
+                                .replayed = dr.replayed,
+                                .dform = true};
+        } else if (!room || !view_of(k, &dr, tok, &v) ||
+                   !ka_lend_disk(k, q, t, &v, id, dr.replayed, &batch[*nb])) {
+            keep_peek(k, t, q, &dr, id, tok); /* no room (or no memory): waits as a record */
+            segq_unpin(pin);
             continue;
         }
-        keep_peek(k, t, q, &dr, id, tok); /* no room (or no memory): waits as a record */
+        ka_window_take(k, q, dr.est);
+        (*nb)++;
+        q->unbuf += dr.est;
     }
 }
 

@@ -780,3 +780,130 @@ TEST(kaction_disk_read_error_does_not_spin) {
     fx_stop(&f);
     disk_mode_done();
 }
+
+/* the records of partition 0 of topic on the mock cluster, from the
+ * beginning to its end: up to n of them, each given to fn with its place
+ * (librdkafka wants every message destroyed before the consumer), within
+ * 20 s; returns how many (the simple consumer: no group) */
+static int consume_all(mock *m, const char *topic, int n,
+                       void (*fn)(void *ctx, const rd_kafka_message_t *msg, int i), void *ctx) {
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, quiet);
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(m->mc),
+                          errstr, sizeof errstr) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+        return -1;
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!c) return -1;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(c, topic, NULL);
+    int got = 0;
+    bool end = false;
+    if (t && rd_kafka_consume_start(t, 0, RD_KAFKA_OFFSET_BEGINNING) == 0) {
+        for (int i = 0; i < 200 && got < n && !end; i++) {
+            rd_kafka_message_t *msg;
+            while (got < n && !end && (msg = rd_kafka_consume(t, 0, 100))) {
+                if (!msg->err) fn(ctx, msg, got++);
+                end = msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+                rd_kafka_message_destroy(msg);
+            }
+        }
+        rd_kafka_consume_stop(t, 0);
+    }
+    if (t) rd_kafka_topic_destroy(t);
+    rd_kafka_destroy(c);
+    return got;
+}
+
+/* record i of kaction_disk_read_back_keeps_records_intact: a value of vlen
+ * bytes starting with i */
+static void read_back_value(char *v, size_t vlen, int i) {
+    memset(v, 'a' + i % 26, vlen);
+    int n = snprintf(v, vlen, "%d:", i);
+    v[n] = ':';
+}
+
+/* what read_back_check saw */
+typedef struct read_back {
+    int seen, intact, last; /* last: the number of the latest record seen */
+    bool ordered;
+} read_back;
+
+/* consume_all's check for kaction_disk_read_back_keeps_records_intact: the
+ * record numbered j (its value starts with it) has the value, key and
+ * headers it was sent with, after j - 1 */
+static void read_back_check(void *ctx, const rd_kafka_message_t *m, int i) {
+    enum { VLEN = 2000 };
+    read_back *rb = ctx;
+    char v[VLEN], n[16];
+    int j = -1;
+    (void)i;
+    if (m->key_len == 2 && memcmp(m->key, "k0", 2) == 0) return; /* the warm-up record */
+    rb->seen++;
+    if (m->len != VLEN || sscanf(m->payload, "%d:", &j) != 1 || j < 0) return;
+    rb->ordered = rb->ordered && j > rb->last;
+    rb->last = j;
+    read_back_value(v, VLEN, j);
+    snprintf(n, sizeof n, "%d", j);
+    rd_kafka_headers_t *hs = NULL;
+    const void *hv[2] = {0};
+    size_t hl[2] = {0};
+    rb->intact +=
+        m->key_len == 2 && memcmp(m->key, "k1", 2) == 0 && memcmp(m->payload, v, VLEN) == 0 &&
+        rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_cnt(hs) == 2 && rd_kafka_header_get_last(hs, "src", &hv[0], &hl[0]) == 0 &&
+        rd_kafka_header_get_last(hs, "n", &hv[1], &hl[1]) == 0 && hl[0] == 4 &&
+        memcmp(hv[0], "disk", 4) == 0 && hl[1] == strlen(n) && memcmp(hv[1], n, hl[1]) == 0;
+}
+
+/* Disk mode, the broker down: more records than the 4 MB cache of written
+ * records holds, so most are read back from the segment files (rolled
+ * while read); once the broker is back every one arrives in order with its
+ * key, value and headers (a map placeholder and an extra header). */
+TEST(kaction_disk_read_back_keeps_records_intact) {
+    fixture f;
+    snprintf(fx_buffer_dir, sizeof fx_buffer_dir, "/tmp/ec-kbuf-XXXXXX");
+    REQUIRE(mkdtemp(fx_buffer_dir));
+    REQUIRE(fx_start(&f, 1, "t", 1, "",
+                     ",\"partition_strategy\":\"key_dispatch\",\"kafka_headers\":\"${h}\","
+                     "\"kafka_ext_headers\":[{\"kafka_ext_header_key\":\"n\","
+                     "\"kafka_ext_header_value\":\"${n}\"}],"
+                     "\"buffer\":{\"mode\":\"disk\",\"segment_bytes\":\"256KB\"}"));
+    rd_kafka_mock_broker_set_down(f.m.mc, 1);
+    sleep_ms(300);
+    enum { N = 3000, VLEN = 2000 }; /* 6 MB */
+    static char v[VLEN];
+    for (int i = 0; i < N; i++) {
+        arena_reset(&f.a);
+        bool ok;
+        value rec = v_map_new(&f.a, 4, &ok), h = v_map_new(&f.a, 1, &ok);
+        char n[16];
+        snprintf(n, sizeof n, "%d", i);
+        read_back_value(v, VLEN, i);
+        v_map_append(&f.a, &h, V_LIT("src"), v_bin("disk", 4));
+        v_map_append(&f.a, &rec, V_LIT("k"), v_bin("k1", 2));
+        v_map_append(&f.a, &rec, V_LIT("v"), v_bin(v, VLEN));
+        v_map_append(&f.a, &rec, V_LIT("n"), v_bin(n, strlen(n)));
+        v_map_append(&f.a, &rec, V_LIT("h"), h);
+        ec_error err;
+        CHECK(kaction_send(f.k, &rec, NULL, &err) == EC_OK);
+    }
+    kaction_metrics km;
+    CHECK(wait_settled(f.k, &km));
+    CHECK_INT(km.queuing + km.inflight, N);
+    rd_kafka_mock_broker_set_up(f.m.mc, 1);
+    for (int i = 0; i < 3000 && (kaction_get_metrics(f.k, &km), km.success < N + 1); i++)
+        sleep_ms(10);
+    CHECK_INT(km.success, N + 1);
+    /* the mock cluster keeps only the newest part of its log: the records
+     * read back from disk are the last ones sent */
+    read_back rb = {.last = -1, .ordered = true};
+    consume_all(&f.m, "t", N + 1, read_back_check, &rb);
+    CHECK(rb.seen >= 1000);
+    CHECK_INT(rb.intact, rb.seen);
+    CHECK(rb.ordered);
+    CHECK_INT(rb.last, N - 1);
+    fx_stop(&f);
+    disk_mode_done();
+}

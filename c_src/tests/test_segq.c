@@ -695,3 +695,56 @@ TEST(segq_appendv_gathers_until_flush) {
     segq_close(q);
     rmrf(dir);
 }
+
+/* segq_next_pinned: a record read from the segment's mapping stays readable
+ * through its pin while the reader goes on (the tail growing under the
+ * mapping, later segments), after every record was acknowledged (its
+ * segment removed) and after segq_close; without a pin it is as segq_next */
+TEST(segq_pinned_records_outlive_reads_removal_and_close) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    enum { N = 400 }; /* about 5 segments of 4 KiB */
+    static segq_pin *pins[N];
+    static const char *at[N];
+    static uint32_t lens[N];
+    char b[128];
+    uint64_t id;
+    int pinned = 0;
+    for (int i = 0; i < N; i++) {
+        rec(b, sizeof b, i);
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+        if (i % 2 == 0) continue; /* read two at a time: the tail grows between reads */
+        for (int j = i - 1; j <= i; j++) {
+            const void *d;
+            REQUIRE(segq_next_pinned(q, &d, &lens[j], &id, &pins[j], &err) == 1);
+            CHECK_INT(id, j);
+            at[j] = d;
+            pinned += pins[j] != NULL;
+        }
+    }
+    CHECK_INT(pinned, N); /* every one was in a mapping */
+    CHECK(segq_segments(q) >= 4);
+    for (int i = 0; i < N; i++)
+        REQUIRE(segq_ack(q, (uint64_t)i, &err) == EC_OK);
+    CHECK(segq_segments(q) <= 2); /* the others removed */
+    REQUIRE(segq_append(q, "x", 1, &id, &err) == EC_OK);
+    const void *d;
+    uint32_t len;
+    REQUIRE(segq_next(q, &d, &len, &id, &err) == 1); /* the plain read: no pin asked */
+    CHECK(len == 1 && memcmp(d, "x", 1) == 0);
+    segq_close(q);
+    int same = 0;
+    for (int i = 0; i < N; i++) {
+        rec(b, sizeof b, i);
+        same += lens[i] == strlen(b) && memcmp(at[i], b, lens[i]) == 0;
+        segq_unpin(pins[i]);
+    }
+    CHECK_INT(same, N);
+    segq_unpin(NULL);
+    rmrf(dir);
+}
