@@ -235,8 +235,9 @@ struct kaction {
     int metadata_timeout_ms;
     kmetrics m;
     ramq_pool pool; /* (mu) spare ring chunks of every queue */
-    /* the pump's alone (no lock): records read back from disk, each lent to
-     * librdkafka from here (no record of its own, no allocation per record) */
+    /* the pump's alone (no lock): records read back from disk that are not in
+     * a segment's mapping (a failed mmap), each lent to librdkafka from here
+     * (no record of its own, no allocation per record) */
     ramq_pool rpool;
     ramq rring;
     ring_state rw, rr;
