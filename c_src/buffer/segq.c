@@ -57,13 +57,11 @@ struct segq {
     uint64_t r_seg, r_off; /* next record to hand out */
     int r_fd;              /* cached read descriptor of r_fd_seg */
     uint64_t r_fd_seg;
-    segq_pin *rpin;      /* r_fd_seg mapped for reading (no system call per record); the
-                            queue holds one reference, every record lent from it one more */
-    const uint8_t *rmap; /* rpin's mapping */
-    size_t rmap_len;
-    uint64_t rmap_ok;     /* bytes of the file known to exist (fstat): readable in rmap */
+    segq_pin *rpin;       /* r_fd_seg mapped for reading (no system call per record); the
+                             queue holds one reference, every record lent from it one more */
+    uint64_t rmap_ok;     /* bytes of the file known to exist (fstat): readable in rpin */
     const uint8_t *rdata; /* the record read last */
-    uint64_t rdrop;       /* rmap's pages below this were given back */
+    uint64_t rdrop;       /* rpin's pages below this were given back */
     uint8_t *rbuf;
     size_t rcap;
     uint64_t next_id, next_read_id;
@@ -639,8 +637,6 @@ void segq_unpin(segq_pin *p) {
 static void drop_map(segq *q) {
     segq_unpin(q->rpin);
     q->rpin = NULL;
-    q->rmap = NULL;
-    q->rmap_len = 0;
     q->rmap_ok = 0;
 }
 
@@ -657,10 +653,10 @@ static void close_read(segq *q) {
  * tail is mapped once; only bytes the file is known to hold are read from
  * it (a page past the end of the file would fault). */
 static const uint8_t *rview(segq *q, uint64_t off, size_t n) {
-    if (q->rmap && off + n <= q->rmap_ok) return q->rmap + off;
+    if (q->rpin && off + n <= q->rmap_ok) return (const uint8_t *)q->rpin->addr + off;
     struct stat st;
     if (fstat(q->r_fd, &st) != 0 || (uint64_t)st.st_size < off + n || st.st_size == 0) return NULL;
-    if (!q->rmap || (uint64_t)st.st_size > q->rmap_len) {
+    if (!q->rpin || (uint64_t)st.st_size > q->rpin->len) {
         drop_map(q); /* records lent from the old mapping keep it */
         size_t page = (size_t)sysconf(_SC_PAGESIZE), want = (size_t)q->seg_bytes + ALLOC_AHEAD;
         if (want < (size_t)st.st_size) want = (size_t)st.st_size;
@@ -674,11 +670,9 @@ static const uint8_t *rview(segq *q, uint64_t off, size_t n) {
         *p = (segq_pin){.addr = m, .len = want};
         atomic_init(&p->refs, 1);
         q->rpin = p;
-        q->rmap = m;
-        q->rmap_len = want;
     }
     q->rmap_ok = (uint64_t)st.st_size;
-    return q->rmap + off;
+    return (const uint8_t *)q->rpin->addr + off;
 }
 
 /* reads the record at (*seg, *off), moving past segments that ended or are
@@ -732,9 +726,9 @@ static int read_at(segq *q, uint64_t *seg, uint64_t *off, uint32_t *len, ec_erro
         /* pages read past leave this process's resident set (they stay in
          * the page cache): RAM stays flat however far the reader goes */
         uint64_t page = 1u << 20;
-        if (q->rmap && *off >= q->rdrop + page) {
+        if (q->rpin && *off >= q->rdrop + page) {
             uint64_t to = *off & ~(page - 1);
-            madvise((void *)(q->rmap + q->rdrop), to - q->rdrop, MADV_DONTNEED);
+            madvise((uint8_t *)q->rpin->addr + q->rdrop, to - q->rdrop, MADV_DONTNEED);
             q->rdrop = to;
         }
         *len = n;

@@ -245,30 +245,12 @@ static void ring_pop(kqueue *q, const kview *v) {
     ring_pop_at(&q->ring, &q->r, v);
 }
 
-/* Walks the n headers of a record's disk form (kdisk.c: u32 name length,
- * u32 value length, name, value), as hdrs_walk does. */
-static bool hdrs_walk_disk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *lens,
-                           kprod_header *out) {
-    for (uint32_t i = 0; i < n; i++) {
-        if (end - p < 8) return false;
-        uint32_t kl = 0, vl = 0;
-        for (int b = 0; b < 4; b++)
-            kl |= (uint32_t)p[b] << (8 * b), vl |= (uint32_t)p[4 + b] << (8 * b);
-        p += 8;
-        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return false;
-        lens[2 * i] = kl;
-        lens[2 * i + 1] = vl;
-        if (out) out[i] = (kprod_header){(const char *)p, kl, p + kl, vl};
-        p += (size_t)kl + vl;
-    }
-    return true;
-}
-
-/* a view's headers in either form (see hdrs_walk) */
-static bool view_hdrs(const kview *v, bool dform, size_t *lens, kprod_header *out) {
-    const uint8_t *end = v->hdrs + v->hbytes;
-    return dform ? hdrs_walk_disk(v->hdrs, end, v->nh, lens, out)
-                 : hdrs_walk(v->hdrs, end, v->nh, lens, out);
+/* the n headers in hbytes at h, in the compact form or (dform) the disk
+ * form (see hdrs_walk) */
+static bool view_hdrs(const uint8_t *h, uint32_t hbytes, uint32_t n, bool dform, size_t *lens,
+                      kprod_header *out) {
+    return dform ? kdisk_hdrs_walk(h, h + hbytes, n, lens, out) != NULL
+                 : hdrs_walk(h, h + hbytes, n, lens, out);
 }
 
 krec *ka_materialize(const kview *v) {
@@ -290,9 +272,7 @@ krec *ka_materialize_form(const kview *v, bool dform) {
     d += v->vlen;
     if (v->hbytes) memcpy(d, v->hdrs, v->hbytes);
     size_t hl[2 * MAX_HDRS];
-    kview copy = *v;
-    copy.hdrs = (const uint8_t *)d;
-    if (v->nh) view_hdrs(&copy, dform, hl, r->hdrs);
+    if (v->nh) view_hdrs((const uint8_t *)d, v->hbytes, v->nh, dform, hl, r->hdrs);
     r->klen = v->klen;
     r->vlen = v->vlen;
     r->nh = v->nh;
@@ -626,22 +606,6 @@ void ka_stage_fail(kaction *k, kqueue *q, const kview *v) {
     atomic_fetch_sub(&k->m.queuing_bytes, v->est);
 }
 
-bool ka_lend_disk(kaction *k, kqueue *q, ktopic *t, const kview *v, uint64_t dq_id, bool replayed,
-                  kout *o) {
-    if (!ring_put_to(k, &k->rring, &k->rw, v)) return false;
-    ring_peek_at(k, &k->rring, &k->rr, &o->v); /* the ring holds only this one */
-    o->chunk = ramq_pin_front(&k->rring);
-    ring_pop_at(&k->rring, &k->rr, &o->v);
-    o->q = q;
-    o->r = NULL;
-    o->pin = NULL;
-    o->t = t;
-    o->dq_id = dq_id;
-    o->replayed = replayed;
-    o->dform = false;
-    return true;
-}
-
 /* -- sending -- */
 
 static _Thread_local arena scratch;
@@ -852,7 +816,7 @@ static ec_status hand_off(kaction *k, kout *o, ktopic *t, ec_error *err) {
                              .borrow_value = true};
     } else {
         const kview *v = &o->v;
-        if (v->nh) view_hdrs(v, o->dform, hl, hdrs);
+        if (v->nh) view_hdrs(v->hdrs, v->hbytes, v->nh, o->dform, hl, hdrs);
         *tk = (kticket){.q = o->q,
                         .chunk = o->chunk,
                         .pin = o->pin,
@@ -1231,10 +1195,8 @@ static void *pump_main(void *arg) {
             atomic_store(&k->pump_idle, false);
             continue;
         }
-        if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT) {
+        if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT)
             ramq_pool_trim(&k->pool, RAMQ_POOL_BYTES); /* quiet: spare chunks go back */
-            ramq_pool_trim(&k->rpool, RAMQ_POOL_BYTES);
-        }
         atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);
@@ -1314,9 +1276,6 @@ static void free_action(kaction *k) {
     }
     kdisk_syncer_stop(k); /* every disk part closed */
     ramq_pool_free(&k->pool);
-    ramq_free(&k->rring); /* every report served: nothing pinned */
-    ramq_pool_free(&k->rpool);
-    free(k->hconv);
     free_templates(k);
     pthread_mutex_destroy(&k->mu);
     pthread_cond_destroy(&k->cv);
@@ -1356,8 +1315,6 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
      * them in again; the pump trims the pool when it has been quiet */
     k->pool.cap = k->window > POOL_BUSY_MAX ? POOL_BUSY_MAX : k->window;
     if (k->pool.cap < RAMQ_POOL_BYTES) k->pool.cap = RAMQ_POOL_BYTES;
-    k->rpool.cap = POOL_BUSY_MAX; /* for the windows of every partition read back */
-    ramq_init(&k->rring, &k->rpool);
     k->stall_ms = STALL_MS + 2 * (int64_t)act->max_linger_ms;
     k->max_age_ms = (int64_t)act->max_batch_age_ms;
     k->refresh_ms = act->partition_count_refresh_s * 1000;

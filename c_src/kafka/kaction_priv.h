@@ -146,11 +146,10 @@ struct ktopic {
 };
 
 /* One record of the pump's batch: a record of its own, or a view of one
- * lent to librdkafka until the report: in q's ring (its chunk pinned), or
- * read back from q's disk part (then with its id there and its topic), in
- * the segment's mapping (pinned there; its headers in the disk form) or,
- * where the record could not be mapped, copied into the action's read ring
- * (its chunk pinned). */
+ * lent to librdkafka until the report: in q's ring or stage ring (its chunk
+ * pinned), or read back from q's disk part into the segment's mapping (then
+ * pinned there, its headers in the disk form, with its id there and its
+ * topic). */
 typedef struct kout {
     kqueue *q;
     krec *r;
@@ -235,14 +234,6 @@ struct kaction {
     int metadata_timeout_ms;
     kmetrics m;
     ramq_pool pool; /* (mu) spare ring chunks of every queue */
-    /* the pump's alone (no lock): records read back from disk that are not in
-     * a segment's mapping (a failed mmap), each lent to librdkafka from here
-     * (no record of its own, no allocation per record) */
-    ramq_pool rpool;
-    ramq rring;
-    ring_state rw, rr;
-    uint8_t *hconv; /* their headers in the compact form */
-    size_t hconv_cap;
     kaction_reply_fn reply;
     void *reply_ctx;
     kconf_buffer_mode mode; /* hybrid without a directory: memory */
@@ -289,10 +280,6 @@ void ka_stage_fail(kaction *k, kqueue *q, const kview *v);
 krec *ka_materialize(const kview *v); /* a record of its own from a view (NULL: out of memory) */
 /* the same for a view whose headers are in the disk form when dform */
 krec *ka_materialize_form(const kview *v, bool dform);
-/* v, a record read back from q's disk part (topic t, id dq_id there), copied
- * into the read ring and pinned there as o (the pump); false: out of memory */
-bool ka_lend_disk(kaction *k, kqueue *q, ktopic *t, const kview *v, uint64_t dq_id, bool replayed,
-                  kout *o);
 /* answers a chain of records taken out of the buffers, counting each in c1
  * and c2 (when not NULL); no lock held */
 void ka_answer_all(kaction *k, krec *list, const char *why, _Atomic uint64_t *c1,
@@ -304,6 +291,11 @@ bool ka_window_room(const kaction *k, kqueue *q, uint32_t est);
 void ka_window_take(kaction *k, kqueue *q, uint32_t est);
 
 /* -- kdisk.c -- */
+/* Walks the n headers of a record's disk form (u32 name length, u32 value
+ * length, name, value), as kaction.c's hdrs_walk does the compact form: the
+ * end of the headers, NULL when the bytes do not hold them. */
+const uint8_t *kdisk_hdrs_walk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *lens,
+                               kprod_header *out);
 /* the pump's disk work for every queue, sending into batch (no lock held) */
 void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb);
 ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err); /* disk mode, at start */

@@ -131,6 +131,20 @@ typedef struct drec {
     bool replayed;
 } drec;
 
+const uint8_t *kdisk_hdrs_walk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *lens,
+                               kprod_header *out) {
+    for (uint32_t i = 0; i < n; i++) {
+        if (end - p < 8) return NULL;
+        uint32_t kl = rd32(&p), vl = rd32(&p);
+        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return NULL;
+        lens[2 * i] = kl;
+        lens[2 * i + 1] = vl;
+        if (out) out[i] = (kprod_header){(const char *)p, kl, p + kl, vl};
+        p += (size_t)kl + vl;
+    }
+    return p;
+}
+
 static bool decode(const uint8_t *b, uint32_t n, drec *d) {
     const uint8_t *p = b, *end = b + n;
     if (n < 20) return false;
@@ -151,14 +165,7 @@ static bool decode(const uint8_t *b, uint32_t n, drec *d) {
     p += d->klen + d->vlen;
     d->hdrs = p;
     size_t hl[2 * 256];
-    for (uint32_t i = 0; i < d->nh; i++) {
-        if (end - p < 8) return false;
-        uint32_t kl = rd32(&p), vl = rd32(&p);
-        if ((uint64_t)kl + vl > (uint64_t)(end - p)) return false;
-        p += kl + vl;
-        hl[2 * i] = kl;
-        hl[2 * i + 1] = vl;
-    }
+    if (!(p = kdisk_hdrs_walk(p, end, d->nh, hl, NULL))) return false;
     d->hbytes = (uint32_t)(p - d->hdrs);
     d->est = (uint32_t)kaction_estimate_size(d->klen, d->vlen, hl, d->nh);
     return true;
@@ -464,42 +471,20 @@ static krec *dq_load(kaction *k, ktopic *t, kqueue *q) {
     return q->peek;
 }
 
-/* dr as a view for the read ring (its headers put in the compact form into
- * the action's buffer for them); false: out of memory */
-static bool view_of(kaction *k, const drec *dr, void *tok, kview *v) {
-    size_t hbytes = 0;
-    if (dr->nh) {
-        /* a compact header takes at most 10 bytes of lengths, a disk one 8 */
-        size_t most = dr->hbytes + 2 * (size_t)dr->nh;
-        if (most > k->hconv_cap) {
-            uint8_t *nb = realloc(k->hconv, most);
-            if (!nb) return false;
-            k->hconv = nb;
-            k->hconv_cap = most;
-        }
-        const uint8_t *p = dr->hdrs;
-        uint8_t *o = k->hconv;
-        for (uint32_t i = 0; i < dr->nh; i++) { /* checked by decode */
-            uint32_t kl = rd32(&p), vl = rd32(&p);
-            o = ramq_put_varint(o, kl);
-            memcpy(o, p, kl), o += kl, p += kl;
-            o = ramq_put_varint(o, vl);
-            memcpy(o, p, vl), o += vl, p += vl;
-        }
-        hbytes = (size_t)(o - k->hconv);
-    }
-    *v = (kview){.key = dr->key,
-                 .val = dr->val,
-                 .hdrs = k->hconv,
-                 .klen = dr->klen,
-                 .vlen = dr->vlen,
-                 .nh = dr->nh,
-                 .hbytes = (uint32_t)hbytes,
-                 .est = dr->est,
-                 .ts = dr->ts,
-                 .born_ms = dr->born_ms,
-                 .token = tok};
-    return true;
+/* dr as a view lent from the segment's mapping (its headers in the disk
+ * form: the kout's dform) */
+static kview disk_view(const drec *dr, void *tok) {
+    return (kview){.key = dr->key,
+                   .val = dr->val,
+                   .hdrs = dr->hdrs,
+                   .klen = dr->klen,
+                   .vlen = dr->vlen,
+                   .nh = dr->nh,
+                   .hbytes = dr->hbytes,
+                   .est = dr->est,
+                   .ts = dr->ts,
+                   .born_ms = dr->born_ms,
+                   .token = tok};
 }
 
 /* q's read-ahead disk record taken out of the buffer for good */
@@ -687,9 +672,8 @@ static void dq_write(kaction *k, ktopic *t, kqueue *q, krec *r, kout *o, bool ah
 /* Hands q's records on disk out into batch while the window has room: the
  * read-ahead and cached ones as they are, the others lent from the
  * segment's mapping (no copy: the key and headers are copied by librdkafka,
- * the value is read where it lies) or, when the record is not in one, from
- * the read ring (no record of their own either way). One that does not fit
- * waits as q->peek. */
+ * the value is read where it lies). One that does not fit, or that could
+ * not be mapped (read with pread), waits as q->peek, a record of its own. */
 static void dq_send(kaction *k, ktopic *t, kqueue *q, kout *batch, int *nb) {
     while (usable(t, q) && *nb < PUMP_BATCH) {
         if (q->peek) {
@@ -706,34 +690,19 @@ static void dq_send(kaction *k, ktopic *t, kqueue *q, kout *batch, int *nb) {
         int got = dq_read(k, q, &dr, &id, &tok, &pin);
         if (got == 0) return;
         if (got == 2) continue; /* cached: q->peek */
-        bool room = ka_window_room(k, q, dr.est);
-        kview v;
-        if (room && pin) {
-            batch[*nb] = (kout){.q = q,
-                                .v = {.key = dr.key,
-                                      .val = dr.val,
-                                      .hdrs = dr.hdrs,
-                                      .klen = dr.klen,
-                                      .vlen = dr.vlen,
-                                      .nh = dr.nh,
-                                      .hbytes = dr.hbytes,
-                                      .est = dr.est,
-                                      .ts = dr.ts,
-                                      .born_ms = dr.born_ms,
-                                      .token = tok},
+        if (!pin || !ka_window_room(k, q, dr.est)) {
+            keep_peek(k, t, q, &dr, id, tok);
+            segq_unpin(pin);
+            continue;
+        }
+        ka_window_take(k, q, dr.est);
+        batch[(*nb)++] = (kout){.q = q,
+                                .v = disk_view(&dr, tok),
                                 .pin = pin,
                                 .t = t,
                                 .dq_id = id,
                                 .replayed = dr.replayed,
                                 .dform = true};
-        } else if (!room || !view_of(k, &dr, tok, &v) ||
-                   !ka_lend_disk(k, q, t, &v, id, dr.replayed, &batch[*nb])) {
-            keep_peek(k, t, q, &dr, id, tok); /* no room (or no memory): waits as a record */
-            segq_unpin(pin);
-            continue;
-        }
-        ka_window_take(k, q, dr.est);
-        (*nb)++;
         q->unbuf += dr.est;
     }
 }

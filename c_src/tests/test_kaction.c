@@ -782,11 +782,11 @@ TEST(kaction_disk_read_error_does_not_spin) {
 }
 
 /* the records of partition 0 of topic on the mock cluster, from the
- * beginning to its end: up to n of them, each given to fn with its place
+ * beginning to its end: up to n of them, each given to fn
  * (librdkafka wants every message destroyed before the consumer), within
  * 20 s; returns how many (the simple consumer: no group) */
 static int consume_all(mock *m, const char *topic, int n,
-                       void (*fn)(void *ctx, const rd_kafka_message_t *msg, int i), void *ctx) {
+                       void (*fn)(void *ctx, const rd_kafka_message_t *msg), void *ctx) {
     char errstr[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_log_cb(conf, quiet);
@@ -804,7 +804,7 @@ static int consume_all(mock *m, const char *topic, int n,
         for (int i = 0; i < 200 && got < n && !end; i++) {
             rd_kafka_message_t *msg;
             while (got < n && !end && (msg = rd_kafka_consume(t, 0, 100))) {
-                if (!msg->err) fn(ctx, msg, got++);
+                if (!msg->err) fn(ctx, msg), got++;
                 end = msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
                 rd_kafka_message_destroy(msg);
             }
@@ -833,12 +833,11 @@ typedef struct read_back {
 /* consume_all's check for kaction_disk_read_back_keeps_records_intact: the
  * record numbered j (its value starts with it) has the value, key and
  * headers it was sent with, after j - 1 */
-static void read_back_check(void *ctx, const rd_kafka_message_t *m, int i) {
+static void read_back_check(void *ctx, const rd_kafka_message_t *m) {
     enum { VLEN = 2000 };
     read_back *rb = ctx;
     char v[VLEN], n[16];
     int j = -1;
-    (void)i;
     if (m->key_len == 2 && memcmp(m->key, "k0", 2) == 0) return; /* the warm-up record */
     rb->seen++;
     if (m->len != VLEN || sscanf(m->payload, "%d:", &j) != 1 || j < 0) return;

@@ -748,3 +748,51 @@ TEST(segq_pinned_records_outlive_reads_removal_and_close) {
     segq_unpin(NULL);
     rmrf(dir);
 }
+
+/* A segment that cannot be mapped (here: the address space limit is below
+ * the size of the mapping) is read with pread: segq_next_pinned gives each
+ * record without a pin, valid until the next read. */
+TEST(segq_unmappable_segment_read_without_pin) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    pid_t pid = fork();
+    if (pid == 0) { /* in a child: the limit stays there */
+        segq *q;
+        segq_report rep;
+        ec_error err;
+        uint64_t id;
+        char b[128];
+        /* a 4 GiB segment is mapped whole: more than the limit leaves */
+        if (segq_open(dir, 4ull << 30, 1000, &q, &rep, &err)) _exit(2);
+        for (int i = 0; i < 50; i++) {
+            rec(b, sizeof b, i);
+            if (segq_append(q, b, (uint32_t)strlen(b), &id, &err)) _exit(3);
+        }
+        /* 1 GiB more than the address space in use (a sanitizer reserves
+         * much of it up front) */
+        unsigned long long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%llu", &pages) != 1) _exit(4);
+        fclose(f);
+        rlim_t most = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1ull << 30);
+        struct rlimit rl = {most, most};
+        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(4);
+        for (int i = 0; i < 50; i++) {
+            const void *d;
+            uint32_t len;
+            segq_pin *pin = (segq_pin *)1;
+            rec(b, sizeof b, i);
+            if (segq_next_pinned(q, &d, &len, &id, &pin, &err) != 1 || id != (uint64_t)i) _exit(5);
+            if (pin) _exit(6); /* nothing mapped: nothing lent */
+            if (len != strlen(b) || memcmp(d, b, len) != 0) _exit(7);
+        }
+        segq_close(q);
+        _exit(0);
+    }
+    int status;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), 0);
+    rmrf(dir);
+}
