@@ -701,7 +701,8 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
     } else {
         q = &t->pending;
     }
-    if (to_disk(k, t, q, v.est)) { /* the pump writes it */
+    bool staged = to_disk(k, t, q, v.est);
+    if (staged) { /* the pump writes it */
         if (!stage_view(k, q, &v, dropped)) {
             pthread_mutex_unlock(&k->mu);
             st = ec_fail(err, EC_ENOMEM, "out of memory buffering the record");
@@ -719,7 +720,9 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
         atomic_fetch_add(&k->m.queuing_bytes, v.est);
         enforce_limit(k, q, v.est, dropped);
     }
-    wake_pump(k);
+    /* a pump asleep with every window full is woken by the next delivery
+     * report (on_events), not by each new record */
+    if (staged || q == &t->pending || k->idle_room) wake_pump(k);
     pthread_mutex_unlock(&k->mu);
     if (dropped->list || dropped->toks.count)
         taken_answer(k, dropped, "buffer_overflow", &k->m.dropped, &k->m.dropped_queue_full);
@@ -1013,6 +1016,14 @@ static bool sendable(kaction *k) {
     return false;
 }
 
+/* whether some partition's window has room (k->mu held; the pump's) */
+static bool window_room_anywhere(kaction *k) {
+    for (ktopic *t = k->topics; t; t = t->next)
+        for (int32_t p = 0; p < t->count && p < t->cap; p++)
+            if (ka_window_room(k, t->parts[p], 1)) return true;
+    return false;
+}
+
 /* Hands a batch taken into the windows to librdkafka (no lock held). What
  * librdkafka refuses for now (its queue is full; its metadata lacks the topic
  * or partition) goes to keep[] in batch order, and with it every later record
@@ -1195,6 +1206,7 @@ static void *pump_main(void *arg) {
             atomic_store(&k->pump_idle, false);
             continue;
         }
+        k->idle_room = window_room_anywhere(k);
         if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT)
             ramq_pool_trim(&k->pool, RAMQ_POOL_BYTES); /* quiet: spare chunks go back */
         atomic_store(&k->pump_idle, false);
@@ -1347,7 +1359,14 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     k->tops = malloc(PUMP_BATCH * sizeof *k->tops);
 
     k->keep = malloc(PUMP_BATCH * sizeof *k->keep);
-    pthread_mutex_init(&k->mu, NULL);
+    /* adaptive: a sender or the pump finding the lock held (held for a
+     * record's copy or one batch's bookkeeping) spins briefly before it
+     * sleeps in the kernel, saving a futex wait and wake-up each time */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&k->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&k->cv, NULL);
     pthread_cond_init(&k->meta_cv, NULL);
     pthread_mutex_init(&k->dmu, NULL);

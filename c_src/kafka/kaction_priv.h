@@ -201,8 +201,9 @@ struct kaction {
     pthread_cond_t meta_cv; /* wakes the metadata thread */
     bool meta_started;
     bool stop;
-    _Atomic bool pump_idle;         /* the pump sleeps on cv: only then is a wake-up needed */
-    bool events;                    /* (mu) librdkafka has reports or errors for the pump */
+    _Atomic bool pump_idle; /* the pump sleeps on cv: only then is a wake-up needed */
+    bool idle_room;         /* (mu) it went to sleep with room in a window: a new record can go */
+    bool events;            /* (mu) librdkafka has reports or errors for the pump */
     uint32_t trouble, trouble_seen; /* the pump's: broker connection failures seen */
     int64_t now_ms;                 /* the pump's clock for this turn */
     int64_t
