@@ -283,6 +283,28 @@ TEST(kaction_mock_broker_down_overflow_then_recovers) {
  * per_partition_limit applies, instead of filling librdkafka's window (EMQX
  * sends nothing to a leader it is not connected to). Only what was handed
  * over before the failure was seen is in flight; everything arrives after. */
+/* An idle pump is woken by a new record that can go at once: records sent
+ * one after another, each after the previous one's reply, take a round trip
+ * each, not the pump's idle timer (PUMP_IDLE_WAIT_MS, 100 ms; about 1.9 s for
+ * the 20 records if the wake-up were skipped). */
+TEST(kaction_idle_pump_woken_by_a_new_record) {
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "wake", 1, "", ""));
+    sleep_ms(20); /* the pump has answered the warm-up record and sleeps */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 20; i++) {
+        REQUIRE(send_one(f.k, &f.a, "k", 100) == EC_OK);
+        for (int w = 0; w < 5000 && replies_ok(&f.r) < i + 2; w++)
+            sleep_ms(1);
+        REQUIRE(replies_ok(&f.r) == i + 2);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    CHECK(ms < 1000);
+    fx_stop(&f);
+}
+
 TEST(kaction_mock_broker_down_records_wait_in_buffer) {
     fixture f;
     REQUIRE(fx_start(&f, 1, "stall", 1, "", ""));
