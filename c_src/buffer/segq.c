@@ -134,10 +134,19 @@ static uint32_t rec_crc(const uint8_t *hdr8, const void *payload, uint32_t len) 
     return crc32c(crc32c(0, hdr8, 8), payload, len);
 }
 
+/* segs[] is in ascending order of num (sorted at open, appended by roll in
+ * order, deleted from in place); called per record read and acknowledged,
+ * with up to hundreds of segments behind a backlog */
 static int seg_index(const segq *q, uint64_t num) {
-    for (uint32_t i = 0; i < q->nsegs; i++)
-        if (q->segs[i].num == num) return (int)i;
-    return -1;
+    uint32_t lo = 0, hi = q->nsegs;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (q->segs[mid].num < num)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < q->nsegs && q->segs[lo].num == num ? (int)lo : -1;
 }
 
 /* ---- commit marker ------------------------------------------------------------- */
