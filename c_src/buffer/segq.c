@@ -419,7 +419,10 @@ static ec_status flush_tail(segq *q, ec_error *err);
 static void close_tail(segq *q, bool trim) {
     if (q->tail_fd < 0) return;
     ec_error err;
-    if (flush_tail(q, &err)) fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+    if (flush_tail(q, &err)) { /* closing: what could not be written is lost */
+        fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
+        q->wlen = 0;
+    }
     q->alloc_end = 0;
     if (trim && q->nsegs) (void)!ftruncate(q->tail_fd, (off_t)q->segs[q->nsegs - 1].size);
     if (q->tail_dirty) (void)sync_fd(q, q->tail_fd);
@@ -431,6 +434,8 @@ static void close_tail(segq *q, bool trim) {
 static void delete_seg(segq *q, uint32_t i);
 
 static ec_status roll(segq *q, ec_error *err) {
+    ec_status st;
+    if (q->wlen && (st = flush_tail(q, err))) return st; /* what is gathered belongs to this tail */
     close_tail(q, false);
     uint64_t num = q->nsegs ? q->segs[q->nsegs - 1].num + 1 : (q->c_seg ? q->c_seg : 1);
     if (q->nsegs && !q->segs[q->nsegs - 1].live && q->segs[q->nsegs - 1].num != q->c_seg)
@@ -468,18 +473,23 @@ static ec_status open_tail(segq *q, ec_error *err) {
 #define ALLOC_AHEAD (1u << 20)   /* blocks of the tail allocated ahead at a time */
 #define WBUF_BYTES  (256u << 10) /* appends gathered before one pwrite */
 
-/* writes the gathered appends to the tail; when that fails, they are lost
- * (blocks allocated ahead make that a file system without fallocate on a
- * full disk): the segment is cut where the write stopped */
+/* writes the gathered appends to the tail. When that fails (blocks
+ * allocated ahead make that a file system without fallocate on a full disk,
+ * or a failing device), what was written stays and the rest stays gathered
+ * for the next flush: nothing is lost, and until a flush succeeds reads
+ * (which flush first) and appends past the buffer fail with the reason */
 static ec_status flush_tail(segq *q, ec_error *err) {
     size_t done = 0;
     while (done < q->wlen) {
         ssize_t w = pwrite(q->tail_fd, q->wbuf + done, q->wlen - done, (off_t)(q->woff + done));
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            (void)!ftruncate(q->tail_fd, (off_t)(q->woff + done));
-            q->wlen = 0;
-            return sys_fail(err, "cannot write to segment in", q->dir);
+            if (w == 0) errno = ENOSPC;
+            ec_status st = sys_fail(err, "cannot write to segment in", q->dir);
+            memmove(q->wbuf, q->wbuf + done, q->wlen - done);
+            q->woff += done;
+            q->wlen -= done;
+            return st;
         }
         done += (size_t)w;
     }

@@ -30,7 +30,9 @@
  * a sync, a roll or the close): a killed process loses what was not
  * flushed. Blocks are allocated ahead of the appends (fallocate, 1 MiB at a
  * time, so a full disk is an error of the append; where the file system
- * cannot, a write that fails at segq_flush loses what was gathered), so a
+ * cannot, a write that fails at segq_flush keeps what was gathered for the
+ * next flush, and until one succeeds reads, rolls and appends past the
+ * buffer fail with the reason; only segq_close then loses it), so a
  * segment left by a killed process (or closed by a roll) ends in zeros: at
  * open a zero record header with only zeros after it is a clean end, and
  * such a segment is trimmed to its data, as the tail is by segq_close. The

@@ -796,3 +796,62 @@ TEST(segq_unmappable_segment_read_without_pin) {
     CHECK_INT(WEXITSTATUS(status), 0);
     rmrf(dir);
 }
+
+/* A flush that the file system refuses (here the file size limit cuts the
+ * pwrite short, then fails it; on a full disk without fallocate the same)
+ * keeps what was gathered: reads fail with the reason meanwhile, and once
+ * a flush gets through every record is there, in order, also after a
+ * reopen. */
+TEST(segq_failed_flush_keeps_gathered_records) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    pid_t pid = fork();
+    if (pid == 0) { /* in a child: the limit stays there */
+        signal(SIGXFSZ, SIG_IGN);
+        segq *q;
+        segq_report rep;
+        ec_error err;
+        uint64_t id;
+        char b[128];
+        if (segq_open(dir, 10u << 20, 1000, &q, &rep, &err)) _exit(2);
+        rec(b, sizeof b, 0);
+        if (segq_append(q, b, (uint32_t)strlen(b), &id, &err)) _exit(3); /* written at once */
+        struct rlimit was;
+        if (getrlimit(RLIMIT_FSIZE, &was)) _exit(4);
+        rlim_t end = SEGQ_SEG_HEADER + SEGQ_REC_HEADER + strlen(b);
+        struct rlimit rl = {end + 30, was.rlim_max}; /* part of the next record fits */
+        if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(4);
+        for (int i = 1; i < 4; i++) {
+            rec(b, sizeof b, i);
+            struct iovec iov = {b, strlen(b)};
+            if (segq_appendv(q, &iov, 1, false, &id, &err)) _exit(5); /* gathered */
+        }
+        if (segq_flush(q, &err) == EC_OK) _exit(6);
+        if (!strstr(err.msg, "cannot write to segment")) _exit(7);
+        const void *d;
+        uint32_t len;
+        if (segq_next(q, &d, &len, &id, &err) != -1) _exit(8); /* not before the flush */
+        if (setrlimit(RLIMIT_FSIZE, &was)) _exit(9);
+        if (segq_flush(q, &err)) _exit(10);
+        for (int i = 0; i < 4; i++) {
+            rec(b, sizeof b, i);
+            if (segq_next(q, &d, &len, &id, &err) != 1 || id != (uint64_t)i) _exit(11);
+            if (len != strlen(b) || memcmp(d, b, len) != 0) _exit(12);
+        }
+        segq_close(q);
+        if (segq_open(dir, 10u << 20, 1000, &q, &rep, &err) || rep.skipped_bytes) _exit(13);
+        for (int i = 0; i < 4; i++) {
+            rec(b, sizeof b, i);
+            if (segq_next(q, &d, &len, &id, &err) != 1) _exit(14);
+            if (len != strlen(b) || memcmp(d, b, len) != 0) _exit(15);
+        }
+        segq_close(q);
+        _exit(0);
+    }
+    int status;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), 0);
+    rmrf(dir);
+}
