@@ -10,9 +10,11 @@
  * distinct records reads them (the action's records are distinct too: each
  * is copied into the action's buffer). The ratios a/b and a/c are the cost
  * of our layer; the three sides run 5 times in rotating order and the medians
- * are compared. Runs on librdkafka's mock cluster and,
- * when KAFKA_BOOTSTRAP is set, on that real broker (topic KAFKA_BENCH_TOPIC
- * with 3 partitions). */
+ * are compared. BENCH_RAW_COPY=1: both raw sides have librdkafka copy each
+ * value (RD_KAFKA_MSG_F_COPY), as a producer that does not keep its records
+ * alive until their delivery reports must. Runs on librdkafka's mock cluster
+ * and, when KAFKA_BOOTSTRAP is set, on that real broker (topic
+ * KAFKA_BENCH_TOPIC with 3 partitions). */
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -167,6 +169,7 @@ static double run_raw(const bench_case *c, char **keys, const char *payload, con
     int32_t cnt = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    int flags = getenv("BENCH_RAW_COPY") ? RD_KAFKA_MSG_F_COPY : 0;
     atomic_store(&acked, 0);
     double t0 = now_s();
     for (int i = 0; i < c->n; i++) {
@@ -178,7 +181,7 @@ static double run_raw(const bench_case *c, char **keys, const char *payload, con
                                  RD_KAFKA_V_VALUE(pool ? (void *)(pool + (size_t)(i % pool_n) * c->value_len)
                                                        : (void *)payload,
                                                   c->value_len),
-                                 RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_TIMESTAMP(1700000000000), RD_KAFKA_V_END) ==
+                                 RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_TIMESTAMP(1700000000000), RD_KAFKA_V_END) ==
                RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(rk, 1);
         rd_kafka_poll(rk, 0);
