@@ -72,6 +72,8 @@ struct segq {
     void *syncer_ctx;
     segq_remove_fn remover; /* NULL: finished segments unlinked here */
     void *remover_ctx;
+    segq_unmap_fn unmapper; /* NULL: read mappings unmapped by their last unpin */
+    void *unmapper_ctx;
     _Atomic uint32_t sync_out; /* descriptors handed to the syncer, not yet synced */
 };
 
@@ -409,6 +411,11 @@ void segq_set_remover(segq *q, segq_remove_fn fn, void *ctx) {
     q->remover_ctx = ctx;
 }
 
+void segq_set_unmapper(segq *q, segq_unmap_fn fn, void *ctx) {
+    q->unmapper = fn;
+    q->unmapper_ctx = ctx;
+}
+
 static ec_status flush_tail(segq *q, ec_error *err);
 
 /* writes what was gathered; trim: gives back the blocks allocated past the
@@ -645,11 +652,16 @@ struct segq_pin {
     _Atomic uint32_t refs;
     void *addr;
     size_t len;
+    segq_unmap_fn unmap; /* the queue's unmapper when the mapping was made */
+    void *unmap_ctx;
 };
 
 void segq_unpin(segq_pin *p) {
     if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
-    munmap(p->addr, p->len);
+    if (p->unmap)
+        p->unmap(p->unmap_ctx, p->addr, p->len);
+    else
+        munmap(p->addr, p->len);
     free(p);
 }
 
@@ -686,7 +698,7 @@ static const uint8_t *rview(segq *q, uint64_t off, size_t n) {
             free(p);
             return NULL;
         }
-        *p = (segq_pin){.addr = m, .len = want};
+        *p = (segq_pin){.addr = m, .len = want, .unmap = q->unmapper, .unmap_ctx = q->unmapper_ctx};
         atomic_init(&p->refs, 1);
         q->rpin = p;
     }

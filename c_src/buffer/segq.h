@@ -147,6 +147,15 @@ void segq_synced(segq *q);
 typedef void (*segq_remove_fn)(void *ctx, char *path);
 void segq_set_remover(segq *q, segq_remove_fn fn, void *ctx);
 
+/* The munmap of a segment's read mapping done elsewhere once its last
+ * reference goes (segq_unpin may run on a thread that must not wait): for a
+ * segment already removed it is the file's last close, which drops its
+ * cached pages and frees its blocks. fn(ctx, addr, len) unmaps it (from any
+ * thread). Mappings made after the call use it; fn = NULL: unmapped by the
+ * thread that drops the last reference. */
+typedef void (*segq_unmap_fn)(void *ctx, void *addr, size_t len);
+void segq_set_unmapper(segq *q, segq_unmap_fn fn, void *ctx);
+
 /* Records appended or replayed and not yet behind the commit marker (an
  * acknowledged record after an unacknowledged one still counts), and their
  * payload bytes. */

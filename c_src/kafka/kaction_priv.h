@@ -253,8 +253,10 @@ struct kaction {
     struct {
         segq *q;
         int fd;
-        char *path;  /* not NULL: a segment to remove (no descriptor) */
-    } sq[SYNC_QMAX]; /* ring: descriptors to sync, segments to remove */
+        char *path; /* not NULL: a segment to remove (no descriptor) */
+        void *addr; /* not NULL: a read mapping of len bytes to unmap */
+        size_t len;
+    } sq[SYNC_QMAX]; /* ring: descriptors to sync, segments to remove, mappings to unmap */
     uint32_t sq_head, sq_n;
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;

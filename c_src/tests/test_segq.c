@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -746,6 +747,76 @@ TEST(segq_pinned_records_outlive_reads_removal_and_close) {
     }
     CHECK_INT(same, N);
     segq_unpin(NULL);
+    rmrf(dir);
+}
+
+/* an unmapper that keeps the mappings it is handed and unmaps them */
+typedef struct held_maps {
+    const uint8_t *addr[64];
+    size_t len[64];
+    int n;
+} held_maps;
+
+static void hold_map(void *ctx, void *addr, size_t len) {
+    held_maps *h = ctx;
+    if (h->n < 64) {
+        h->addr[h->n] = addr;
+        h->len[h->n++] = len;
+    }
+    munmap(addr, len);
+}
+
+/* with an unmapper, a read mapping goes to it once, when its last reference
+ * goes (the reader moving on, the queue closing, the last lent record), and
+ * not before: records lent from it stay readable until then */
+TEST(segq_unmapper_gets_the_last_unmap) {
+    char dir[64];
+    tmpdir(dir, sizeof dir);
+    REQUIRE(dir[0]);
+    segq *q;
+    segq_report rep;
+    ec_error err;
+    REQUIRE(segq_open(dir, 4096, 1000, &q, &rep, &err) == EC_OK);
+    held_maps h = {.n = 0};
+    segq_set_unmapper(q, hold_map, &h);
+    enum { N = 600 }; /* about 7 segments of 4 KiB, all written before reading */
+    static segq_pin *pins[N];
+    static const char *at[N];
+    static uint32_t lens[N];
+    char b[128];
+    uint64_t id;
+    for (int i = 0; i < N; i++) {
+        rec(b, sizeof b, i);
+        REQUIRE(segq_append(q, b, (uint32_t)strlen(b), &id, &err) == EC_OK);
+    }
+    int maps = 0;
+    for (int i = 0; i < N; i++) {
+        const void *d;
+        REQUIRE(segq_next_pinned(q, &d, &lens[i], &id, &pins[i], &err) == 1);
+        REQUIRE(pins[i] != NULL);
+        at[i] = d;
+        maps += i == 0 || pins[i] != pins[i - 1];
+    }
+    CHECK(maps >= 3);
+    CHECK_INT(h.n, 0); /* every mapping still has a lent record */
+    for (int i = 0; i < N; i++)
+        REQUIRE(segq_ack(q, (uint64_t)i, &err) == EC_OK);
+    segq_close(q);
+    CHECK_INT(h.n, 0);
+    int same = 0;
+    for (int i = 0; i < N; i++) {
+        rec(b, sizeof b, i);
+        same += lens[i] == strlen(b) && memcmp(at[i], b, lens[i]) == 0;
+        bool last = i == N - 1 || pins[i + 1] != pins[i];
+        int before = h.n;
+        segq_unpin(pins[i]);
+        CHECK_INT(h.n, before + (last ? 1 : 0)); /* only the last reference unmaps */
+        if (last && h.n > before) /* the mapping handed over is the one the record lay in */
+            CHECK((const uint8_t *)at[i] >= h.addr[h.n - 1] &&
+                  (const uint8_t *)at[i] + lens[i] <= h.addr[h.n - 1] + h.len[h.n - 1]);
+    }
+    CHECK_INT(same, N);
+    CHECK_INT(h.n, maps);
     rmrf(dir);
 }
 
