@@ -15,6 +15,7 @@
 
 #define BACKOFF_MIN_S 1
 #define BACKOFF_MAX_S 30
+#define LOOP_MS       200 /* how long one turn of the loop waits for the socket: the stop latency */
 
 struct msrc {
     msrc_conf c;
@@ -244,6 +245,15 @@ static bool is_stopping(msrc *s) {
     return stop;
 }
 
+/* The source's thread. It alone calls libmosquitto on s->mosq (libmosquitto
+ * is not safe for a disconnect from another thread while this one
+ * reconnects: the socket and its TLS state are freed under it), so it serves
+ * the connection with mosquitto_loop turns of LOOP_MS and looks at the stop
+ * flag between them; a stop sends DISCONNECT from here. Every connect,
+ * reconnects included, goes through mosquitto_connect_bind_v5 so an MQTT 5
+ * session keeps its Session Expiry Interval. After a connection that was up,
+ * the next attempt comes after BACKOFF_MIN_S; failed attempts double it up
+ * to BACKOFF_MAX_S. */
 static void *run(void *arg) {
     msrc *s = arg;
     int backoff = BACKOFF_MIN_S;
@@ -255,12 +265,22 @@ static void *run(void *arg) {
         int rc = mosquitto_connect_bind_v5(s->mosq, s->c.host, s->c.port, s->c.keepalive_s, NULL,
                                            cprops);
         if (rc == MOSQ_ERR_SUCCESS) {
-            /* runs until mosquitto_disconnect (stop) or a fatal error;
-             * transient losses are reconnected inside with the set delays */
-            rc = mosquitto_loop_forever(s->mosq, 1000, 1);
-            atomic_store(&s->connected, false);
-            if (is_stopping(s)) break;
-            if (rc != MOSQ_ERR_SUCCESS) set_error(s, "%s", mosquitto_strerror(rc));
+            while ((rc = mosquitto_loop(s->mosq, LOOP_MS, 1)) == MOSQ_ERR_SUCCESS &&
+                   !is_stopping(s)) {
+            }
+            bool was_up = atomic_exchange(&s->connected, false);
+            if (is_stopping(s)) {
+                if (rc == MOSQ_ERR_SUCCESS) mosquitto_disconnect(s->mosq); /* a clean end */
+                break;
+            }
+            if (was_up)
+                backoff = BACKOFF_MIN_S;
+            else
+                atomic_fetch_add(&s->failures, 1); /* refused, or lost before CONNACK */
+            if (rc == MOSQ_ERR_ERRNO)
+                set_error(s, "%s", strerror(errno));
+            else if (rc != MOSQ_ERR_CONN_REFUSED) /* on_connect said why */
+                set_error(s, "%s", mosquitto_strerror(rc));
         } else {
             atomic_fetch_add(&s->failures, 1);
             set_error(s, "%s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -318,7 +338,6 @@ ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_er
     mosquitto_connect_v5_callback_set(s->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(s->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(s->mosq, on_message);
-    mosquitto_reconnect_delay_set(s->mosq, BACKOFF_MIN_S, BACKOFF_MAX_S, true);
     if (s->c.username && mosquitto_username_pw_set(s->mosq, s->c.username, s->c.password)) {
         msrc_stop(s);
         return ec_fail(err, EC_EINVAL, "username: refused by libmosquitto");
@@ -352,8 +371,7 @@ void msrc_stop(msrc *s) {
     s->stopping = true;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    if (s->mosq) mosquitto_disconnect(s->mosq);
-    if (s->thread_started) pthread_join(s->thread, NULL);
+    if (s->thread_started) pthread_join(s->thread, NULL); /* it disconnects */
     if (s->mosq) mosquitto_destroy(s->mosq);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);

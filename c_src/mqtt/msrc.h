@@ -8,7 +8,9 @@
  * parameters {topic (filter, "$share/group/..." for a shared subscription) or
  * topics [..], qos}. The thread connects, subscribes on every (re)connect,
  * and reconnects with exponential backoff (1 s doubling up to 30 s) forever.
- * Messages are acknowledged (QoS 1) after the callback returns. */
+ * Messages are acknowledged (QoS 1) after the callback returns. Only that
+ * thread calls libmosquitto (a stop is a flag it looks at every 200 ms; it
+ * sends the DISCONNECT itself). */
 #ifndef EC_MSRC_H
 #define EC_MSRC_H
 
@@ -63,7 +65,8 @@ ec_status msrc_conf_parse(const value *conn, const value *params, arena *a, msrc
 
 /* Starts the thread. The conf is copied. */
 ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_error *err);
-/* Disconnects, joins the thread and frees. Blocks up to a few seconds. */
+/* Has the thread disconnect, joins it and frees. Blocks up to 200 ms, or
+ * while a TCP connect or TLS handshake under way lasts. */
 void msrc_stop(msrc *s);
 void msrc_get_stats(msrc *s, msrc_stats *out);
 
