@@ -928,3 +928,100 @@ TEST(kaction_disk_read_back_keeps_records_intact) {
     fx_stop(&f);
     disk_mode_done();
 }
+
+/* kaction_concurrent_senders_records_intact: sender s's record i */
+enum { CS_SENDERS = 4, CS_EACH = 1000 };
+static size_t cs_len(int s, int i) {
+    return 40 + (size_t)((i * 131 + s * 37) % 1400); /* 40-1439 bytes: records cross chunks */
+}
+static void cs_value(char *v, size_t len, int s, int i) {
+    int n = snprintf(v, len, "%d:%d:", s, i);
+    for (size_t j = (size_t)n; j < len; j++)
+        v[j] = (char)('a' + (j * 7 + (size_t)i + (size_t)s) % 26);
+}
+
+typedef struct cs_sender {
+    kaction *k;
+    int s, failed;
+} cs_sender;
+
+static void *cs_send(void *arg) {
+    cs_sender *c = arg;
+    arena a;
+    arena_init(&a, 8192);
+    char key[8], v[1500];
+    snprintf(key, sizeof key, "s%d", c->s);
+    for (int i = 0; i < CS_EACH; i++) {
+        arena_reset(&a);
+        size_t len = cs_len(c->s, i);
+        cs_value(v, len, c->s, i);
+        bool ok;
+        value rec = v_map_new(&a, 2, &ok);
+        v_map_append(&a, &rec, V_LIT("k"), v_bin(key, strlen(key)));
+        v_map_append(&a, &rec, V_LIT("v"), v_bin(v, len));
+        ec_error err;
+        c->failed += kaction_send(c->k, &rec, (void *)1, &err) != EC_OK;
+    }
+    arena_free(&a);
+    return NULL;
+}
+
+typedef struct cs_seen {
+    int seen, intact, next[CS_SENDERS];
+    bool ordered;
+} cs_seen;
+
+static void cs_check(void *ctx, const rd_kafka_message_t *m) {
+    cs_seen *cs = ctx;
+    char v[1500];
+    int s = -1, i = -1;
+    if (m->key_len == 2 && memcmp(m->key, "k0", 2) == 0) return; /* the warm-up record */
+    cs->seen++;
+    if (m->len < 8 || m->len > sizeof v - 1) return;
+    memcpy(v, m->payload, m->len);
+    v[m->len] = 0;
+    if (sscanf(v, "%d:%d:", &s, &i) != 2 || s < 0 || s >= CS_SENDERS || i < 0 || i >= CS_EACH)
+        return;
+    cs->ordered = cs->ordered && i == cs->next[s];
+    cs->next[s] = i + 1;
+    char want[1500], key[8];
+    cs_value(want, cs_len(s, i), s, i);
+    snprintf(key, sizeof key, "s%d", s);
+    cs->intact += m->len == cs_len(s, i) && memcmp(m->payload, want, m->len) == 0 &&
+                  m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0;
+}
+
+/* Memory mode, four threads sending at once into one partition (records of
+ * 40-1439 bytes, so they cross ring chunks while the pump reads and lends
+ * them): every record reaches Kafka whole, each sender's in its order, and
+ * all are acknowledged. (It caught, five runs in five, a reader that did not
+ * wait for a sender still copying a record's body outside the lock, in a
+ * variant tried on 2026-12-06 and not kept.) */
+TEST(kaction_concurrent_senders_records_intact) {
+    fixture f;
+    REQUIRE(fx_start(&f, 1, "t", 1, "", ""));
+    pthread_t th[CS_SENDERS];
+    cs_sender cs[CS_SENDERS];
+    for (int s = 0; s < CS_SENDERS; s++) {
+        cs[s] = (cs_sender){.k = f.k, .s = s};
+        REQUIRE(pthread_create(&th[s], NULL, cs_send, &cs[s]) == 0);
+    }
+    int failed = 0;
+    for (int s = 0; s < CS_SENDERS; s++) {
+        pthread_join(th[s], NULL);
+        failed += cs[s].failed;
+    }
+    CHECK_INT(failed, 0);
+    enum { N = CS_SENDERS * CS_EACH };
+    CHECK(wait_replies(&f.r, N + 1, 20000));
+    kaction_metrics km;
+    kaction_get_metrics(f.k, &km);
+    CHECK_INT(km.success, N + 1);
+    CHECK_INT(km.queuing, 0);
+    cs_seen seen = {.ordered = true};
+    consume_all(&f.m, "t", N + 1, cs_check, &seen);
+    CHECK_INT(seen.seen, N);
+    CHECK_INT(seen.intact, N);
+    CHECK(seen.ordered);
+    fx_stop(&f);
+}
