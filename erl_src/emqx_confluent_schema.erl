@@ -144,7 +144,7 @@ merge(_, C) -> C.
 
 defaults(connector, <<"mqtt">>) ->
     #{<<"enable">> => true, <<"description">> => <<>>, <<"proto_ver">> => <<"v4">>,
-      <<"keepalive">> => <<"160s">>, <<"clean_start">> => false,
+      <<"keepalive">> => <<"160s">>, <<"connect_timeout">> => <<"15s">>, <<"clean_start">> => false,
       <<"session_expiry_interval">> => <<"2h">>,
       <<"ssl">> => #{<<"enable">> => false, <<"verify">> => <<"verify_none">>},
       <<"resource_opts">> => #{<<"health_check_interval">> => <<"15s">>,

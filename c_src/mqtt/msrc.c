@@ -4,7 +4,11 @@
 #include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +17,10 @@
 #include "../core/userprops.h"
 #include "../kafka/kconf.h"
 
-#define BACKOFF_MIN_S 1
-#define BACKOFF_MAX_S 30
-#define LOOP_MS       200 /* how long one turn of the loop waits for the socket: the stop latency */
+#define BACKOFF_MIN_S      1
+#define BACKOFF_MAX_S      30
+#define LOOP_MS            200 /* how long one turn of the loop waits for the socket: the stop latency */
+#define CONNECT_TIMEOUT_MS 15000
 
 struct msrc {
     msrc_conf c;
@@ -117,6 +122,11 @@ ec_status msrc_conf_parse(const value *conn, const value *params, arena *a, msrc
     if (kv && (!kconf_duration_s(kv, &ka) || ka > 65535))
         return bad(err, "keepalive", "expected a duration up to 65535s, e.g. \"160s\"");
     out->keepalive_s = (int)(ka < 5 ? 5 : ka);
+    uint64_t ct = CONNECT_TIMEOUT_MS;
+    const value *ctv = get(conn, "connect_timeout");
+    if (ctv && (!kconf_duration_ms(ctv, &ct) || ct < 100 || ct > 600000))
+        return bad(err, "connect_timeout", "expected a duration from 100ms to 10m, e.g. \"15s\"");
+    out->connect_timeout_ms = (int)ct;
     /* a persistent session by default: QoS 1 messages published while the
      * node is down wait on the broker (at-least-once across restarts) */
     if ((st = opt_bool(conn, "clean_start", false, &out->clean_start, "clean_start", err)))
@@ -245,6 +255,61 @@ static bool is_stopping(msrc *s) {
     return stop;
 }
 
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Whether the broker takes a TCP connection, tried without blocking first:
+ * libmosquitto's connect blocks until the kernel gives up (about two
+ * minutes where SYNs are dropped), and the source could not stop meanwhile.
+ * 0: an address answered (the probe is closed at once, before any MQTT);
+ * -1: the source stops; else an errno (ETIMEDOUT after connect_timeout). A
+ * name that does not resolve gives 0: libmosquitto's connect says why. */
+static int reach(msrc *s) {
+    char port[8];
+    snprintf(port, sizeof port, "%d", s->c.port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(s->c.host, port, &hints, &res) != 0) return 0;
+    double deadline = mono_s() + s->c.connect_timeout_ms / 1000.0;
+    int err = ETIMEDOUT;
+    for (struct addrinfo *ai = res; ai && err && err != -1; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            err = 0;
+        } else if (errno != EINPROGRESS) {
+            err = errno;
+        } else {
+            err = ETIMEDOUT;
+            while (mono_s() < deadline) {
+                if (is_stopping(s)) {
+                    err = -1;
+                    break;
+                }
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                int n = poll(&p, 1, LOOP_MS);
+                if (n > 0) {
+                    socklen_t l = sizeof err;
+                    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
+                    break;
+                }
+                if (n < 0 && errno != EINTR) {
+                    err = errno;
+                    break;
+                }
+            }
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
 /* The source's thread. It alone calls libmosquitto on s->mosq (libmosquitto
  * is not safe for a disconnect from another thread while this one
  * reconnects: the socket and its TLS state are freed under it), so it serves
@@ -262,8 +327,12 @@ static void *run(void *arg) {
         mosquitto_property_add_int32(&cprops, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
                                      s->c.session_expiry_s);
     while (!is_stopping(s)) {
-        int rc = mosquitto_connect_bind_v5(s->mosq, s->c.host, s->c.port, s->c.keepalive_s, NULL,
-                                           cprops);
+        int unreachable = reach(s);
+        if (unreachable < 0) break; /* stopping */
+        int rc = unreachable ? MOSQ_ERR_ERRNO
+                             : mosquitto_connect_bind_v5(s->mosq, s->c.host, s->c.port,
+                                                         s->c.keepalive_s, NULL, cprops);
+        if (unreachable) errno = unreachable;
         if (rc == MOSQ_ERR_SUCCESS) {
             while ((rc = mosquitto_loop(s->mosq, LOOP_MS, 1)) == MOSQ_ERR_SUCCESS &&
                    !is_stopping(s)) {
@@ -307,7 +376,8 @@ ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_er
     if (!s) return ec_fail(err, EC_ENOMEM, "out of memory");
     arena_init(&s->a, 1024);
     s->c = *c;
-    /* copy the strings the thread keeps */
+    if (s->c.connect_timeout_ms <= 0) s->c.connect_timeout_ms = CONNECT_TIMEOUT_MS;
+        /* copy the strings the thread keeps */
 #define DUP(f) s->c.f = c->f ? arena_strndup(&s->a, c->f, strlen(c->f)) : NULL
     DUP(host);
     DUP(clientid);

@@ -3,7 +3,8 @@
  *
  * Configuration is EMQX's MQTT connector + source shape (parsed by
  * msrc_conf_parse): server "host[:port]", proto_ver v3|v4|v5, clientid,
- * username/password, keepalive, clean_start, session_expiry_interval, ssl
+ * username/password, keepalive, connect_timeout (default 15 s; beyond EMQX),
+ * clean_start, session_expiry_interval, ssl
  * {enable, verify, cacertfile, certfile, keyfile, server_name_indication};
  * parameters {topic (filter, "$share/group/..." for a shared subscription) or
  * topics [..], qos}. The thread connects, subscribes on every (re)connect,
@@ -29,6 +30,7 @@ typedef struct msrc_conf {
     char *clientid;
     char *username, *password;
     int keepalive_s;
+    int connect_timeout_ms; /* a TCP connect gives up after this (default 15 s) */
     bool clean_start;
     uint32_t session_expiry_s; /* MQTT 5 */
     bool tls, tls_verify;

@@ -39,6 +39,7 @@ TEST(mqtt_conf_defaults_and_forms) {
     CHECK_INT(c.proto, 4);
     CHECK_INT(c.qos, 1);
     CHECK_INT(c.keepalive_s, 160);
+    CHECK_INT(c.connect_timeout_ms, 15000);
     CHECK(!c.clean_start);
     CHECK_INT(c.session_expiry_s, 7200);
     CHECK(!c.tls);
@@ -46,12 +47,14 @@ TEST(mqtt_conf_defaults_and_forms) {
     CHECK_STR(c.topics[0], "t/#");
     REQUIRE(parse("{\"server\": \"[::1]:8883\", \"proto_ver\": \"v5\", \"keepalive\": \"30s\","
                   " \"clean_start\": true, \"username\": \"u\", \"password\": \"p\","
+                  " \"connect_timeout\": \"2s\","
                   " \"ssl\": {\"enable\": true, \"verify\": \"verify_peer\"}}",
                   "{\"topics\": [\"$share/g/a/+\", \"b\"], \"qos\": 0}", &a, &c, &err) == EC_OK);
     CHECK_STR(c.host, "::1");
     CHECK_INT(c.port, 8883);
     CHECK_INT(c.proto, 5);
     CHECK_INT(c.keepalive_s, 30);
+    CHECK_INT(c.connect_timeout_ms, 2000);
     CHECK(c.clean_start);
     CHECK_STR(c.username, "u");
     CHECK(c.tls && c.tls_verify);
@@ -73,6 +76,8 @@ TEST(mqtt_conf_errors_name_the_field) {
         {"{\"server\": \"h\", \"proto_ver\": \"v6\"}", "{\"topic\": \"t\"}", "proto_ver:"},
         {"{\"server\": \"h\", \"keepalive\": \"soon\"}", "{\"topic\": \"t\"}", "keepalive:"},
         {"{\"server\": \"h\", \"clean_start\": 1}", "{\"topic\": \"t\"}", "clean_start:"},
+        {"{\"server\": \"h\", \"connect_timeout\": \"1ms\"}", "{\"topic\": \"t\"}",
+         "connect_timeout:"},
         {"{\"server\": \"h\", \"ssl\": {\"verify\": \"maybe\"}}", "{\"topic\": \"t\"}",
          "ssl.verify:"},
         {"{\"server\": \"h\", \"ssl\": {\"server_name_indication\": \"x.example\"}}",
@@ -368,4 +373,45 @@ TEST(mqtt_tls_source_stopped_under_traffic) {
     char cmd[64];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
+}
+
+/* A broker whose port drops SYNs (a listener with its accept queue full):
+ * the connect gives up after connect_timeout (a failure with the reason),
+ * and a stop while connecting returns at once (libmosquitto's own connect
+ * waited for the kernel, about two minutes). */
+TEST(mqtt_source_connect_timeout_and_stop_while_connecting) {
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    REQUIRE(ls >= 0 && bind(ls, (struct sockaddr *)&a, sizeof a) == 0 && listen(ls, 0) == 0 &&
+            getsockname(ls, (struct sockaddr *)&a, &n) == 0);
+    int fill[4]; /* never accepted: the queue is full, later SYNs are dropped */
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    sleep_ms(200);
+    got g = {0};
+    msrc_conf c = src_conf(ntohs(a.sin_port), "ec-test-syn-dropped");
+    c.connect_timeout_ms = 500;
+    msrc *s;
+    ec_error err;
+    REQUIRE(msrc_start(&c, on_msg, &g, &s, &err) == EC_OK);
+    sleep_ms(1200); /* the first attempt timed out, the next one waits out its backoff */
+    msrc_stats st;
+    msrc_get_stats(s, &st);
+    CHECK(!st.connected && st.connect_failures >= 1);
+    CHECK(strstr(st.last_error, "timed out") != NULL);
+    double t0 = now_s();
+    msrc_stop(s);
+    CHECK(now_s() - t0 < 1);
+    c.connect_timeout_ms = 60000; /* stopped while connecting */
+    REQUIRE(msrc_start(&c, on_msg, &g, &s, &err) == EC_OK);
+    sleep_ms(500);
+    t0 = now_s();
+    msrc_stop(s);
+    CHECK(now_s() - t0 < 1);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(ls);
 }
