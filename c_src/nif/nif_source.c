@@ -29,6 +29,7 @@ typedef struct source_ctx {
     ErlNifMutex *mu; /* guards pipeline */
     void *pipeline;  /* pipeline resource (kept) */
     arena a;         /* identity strings below */
+    arena msg;       /* the subscriber thread's, reset after each message */
     value clientid, username, peerhost, peername, node;
 } source_ctx;
 
@@ -43,6 +44,7 @@ static void ctx_free(source_ctx *c) {
     if (c->pipeline) enif_release_resource(c->pipeline);
     if (c->mu) enif_mutex_destroy(c->mu);
     arena_free(&c->a);
+    arena_free(&c->msg);
     enif_free(c);
 }
 
@@ -93,18 +95,17 @@ static void on_msg(void *ud, const msrc_msg *m) {
     if (p) enif_keep_resource(p);
     enif_mutex_unlock(r->mu);
     if (!p) return;
-    arena a;
-    arena_init(&a, 8192);
+    arena *a = &r->msg; /* kept across messages: no allocation per message once warm */
     bool ok;
-    value cols = v_map_new(&a, 16, &ok), flags = v_map_new(&a, 2, &ok);
-    v_map_append(&a, &flags, V_LIT("dup"), v_bool(false));
-    v_map_append(&a, &flags, V_LIT("retain"), v_bool(m->retain));
+    value cols = v_map_new(a, 16, &ok), flags = v_map_new(a, 2, &ok);
+    v_map_append(a, &flags, V_LIT("dup"), v_bool(false));
+    v_map_append(a, &flags, V_LIT("retain"), v_bool(m->retain));
     char hex[33];
     snprintf(hex, sizeof hex, "%016llX%016llX", (unsigned long long)rng_next(),
              (unsigned long long)rng_next());
     int64_t now = now_ms();
-    value attrs = v_map_new(&a, 0, &ok);
-#define COL(name, v) v_map_append(&a, &cols, V_ATOM(name), (v))
+    value attrs = v_map_new(a, 0, &ok);
+#define COL(name, v) v_map_append(a, &cols, V_ATOM(name), (v))
     COL("id", v_bin(hex, 32));
     COL("clientid", r->clientid);
     COL("username", r->username);
@@ -114,15 +115,15 @@ static void on_msg(void *ud, const msrc_msg *m) {
     COL("topic", v_bin(m->topic, strlen(m->topic)));
     COL("qos", v_int(m->qos));
     COL("flags", flags);
-    COL("pub_props", msrc_pub_props(m, &a));
+    COL("pub_props", msrc_pub_props(m, a));
     COL("publish_received_at", v_int(now));
     COL("client_attrs", attrs);
     COL("event", V_ATOM("message.publish"));
     COL("timestamp", v_int(now));
     COL("node", r->node);
 #undef COL
-    nif_pipeline_run(p, &cols, &a, NULL);
-    arena_free(&a);
+    nif_pipeline_run(p, &cols, a, NULL);
+    arena_reset(a);
     enif_release_resource(p);
 }
 
@@ -164,6 +165,7 @@ ERL_NIF_TERM nif_source_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     memset(cx, 0, sizeof *cx);
     r->ctx = cx;
     arena_init(&cx->a, 512);
+    arena_init(&cx->msg, 8192);
     cx->mu = enif_mutex_create("ec_source_ctx");
     enif_keep_resource(pipeline);
     cx->pipeline = pipeline;
