@@ -193,6 +193,17 @@ typedef struct kmetrics {
     _Atomic uint64_t success;
 } kmetrics;
 
+/* work for a disk-mode action's syncer thread (kdisk.c): a segment to
+ * remove (path), a read mapping to unmap (addr, len), else a descriptor of
+ * q's to sync */
+typedef struct ksync_job {
+    segq *q;
+    int fd;
+    char *path;
+    void *addr;
+    size_t len;
+} ksync_job;
+
 struct kaction {
     kprod *p;
     pthread_mutex_t mu;
@@ -250,13 +261,7 @@ struct kaction {
     bool syncer_started, sync_stop;
     pthread_mutex_t smu;
     pthread_cond_t scv;
-    struct {
-        segq *q;
-        int fd;
-        char *path; /* not NULL: a segment to remove (no descriptor) */
-        void *addr; /* not NULL: a read mapping of len bytes to unmap */
-        size_t len;
-    } sq[SYNC_QMAX]; /* ring: descriptors to sync, segments to remove, mappings to unmap */
+    ksync_job sq[SYNC_QMAX]; /* ring */
     uint32_t sq_head, sq_n;
     _Atomic bool closing; /* destroy: purged/stopped records stay on disk */
     uint64_t replayed, skipped_bytes;

@@ -300,20 +300,16 @@ static void *syncer_main(void *arg) {
         while (!k->sq_n && !k->sync_stop)
             pthread_cond_wait(&k->scv, &k->smu);
         if (!k->sq_n) break; /* stopping, and nothing left */
-        segq *q = k->sq[k->sq_head].q;
-        int fd = k->sq[k->sq_head].fd;
-        char *path = k->sq[k->sq_head].path;
-        void *addr = k->sq[k->sq_head].addr;
-        size_t len = k->sq[k->sq_head].len;
+        ksync_job j = k->sq[k->sq_head];
         k->sq_head = (k->sq_head + 1) % SYNC_QMAX;
         k->sq_n--;
         pthread_mutex_unlock(&k->smu);
-        if (path)
-            remove_one(path);
-        else if (addr)
-            munmap(addr, len);
+        if (j.path)
+            remove_one(j.path);
+        else if (j.addr)
+            munmap(j.addr, j.len);
         else
-            sync_one(q, fd);
+            sync_one(j.q, j.fd);
         pthread_mutex_lock(&k->smu);
     }
     pthread_mutex_unlock(&k->smu);
@@ -322,16 +318,11 @@ static void *syncer_main(void *arg) {
 
 /* queued for the syncer: a descriptor to sync, a path to remove or a
  * mapping to unmap; false when its queue is full or it is not running */
-static bool syncer_put(kaction *k, segq *q, int fd, char *path, void *addr, size_t len) {
+static bool syncer_put(kaction *k, ksync_job j) {
     pthread_mutex_lock(&k->smu);
     bool ok = k->syncer_started && !k->sync_stop && k->sq_n < SYNC_QMAX;
     if (ok) {
-        uint32_t i = (k->sq_head + k->sq_n++) % SYNC_QMAX;
-        k->sq[i].q = q;
-        k->sq[i].fd = fd;
-        k->sq[i].path = path;
-        k->sq[i].addr = addr;
-        k->sq[i].len = len;
+        k->sq[(k->sq_head + k->sq_n++) % SYNC_QMAX] = j;
         pthread_cond_signal(&k->scv);
     }
     pthread_mutex_unlock(&k->smu);
@@ -340,19 +331,19 @@ static bool syncer_put(kaction *k, segq *q, int fd, char *path, void *addr, size
 
 /* segq's syncer callback: synced here when the syncer cannot take it */
 static void sync_submit(void *ctx, segq *q, int fd) {
-    if (!syncer_put(ctx, q, fd, NULL, NULL, 0)) sync_one(q, fd);
+    if (!syncer_put(ctx, (ksync_job){.q = q, .fd = fd})) sync_one(q, fd);
 }
 
 /* segq's remover callback: segments removed on the syncer too (unlink on a
  * file system mounted with `discard` waits for the device) */
 static void remove_submit(void *ctx, char *path) {
-    if (!syncer_put(ctx, NULL, -1, path, NULL, 0)) remove_one(path);
+    if (!syncer_put(ctx, (ksync_job){.fd = -1, .path = path})) remove_one(path);
 }
 
 /* segq's unmapper callback: the last unmap of a read mapping (on the pump,
  * from a delivery report) done by the syncer */
 static void unmap_submit(void *ctx, void *addr, size_t len) {
-    if (!syncer_put(ctx, NULL, -1, NULL, addr, len)) munmap(addr, len);
+    if (!syncer_put(ctx, (ksync_job){.fd = -1, .addr = addr, .len = len})) munmap(addr, len);
 }
 
 void kdisk_syncer_start(kaction *k) {

@@ -332,7 +332,7 @@ static void *run(void *arg) {
         int rc = unreachable ? MOSQ_ERR_ERRNO
                              : mosquitto_connect_bind_v5(s->mosq, s->c.host, s->c.port,
                                                          s->c.keepalive_s, NULL, cprops);
-        if (unreachable) errno = unreachable;
+        int eno = unreachable ? unreachable : errno; /* for MOSQ_ERR_ERRNO */
         if (rc == MOSQ_ERR_SUCCESS) {
             while ((rc = mosquitto_loop(s->mosq, LOOP_MS, 1)) == MOSQ_ERR_SUCCESS &&
                    !is_stopping(s)) {
@@ -347,12 +347,12 @@ static void *run(void *arg) {
             else
                 atomic_fetch_add(&s->failures, 1); /* refused, or lost before CONNACK */
             if (rc == MOSQ_ERR_ERRNO)
-                set_error(s, "%s", strerror(errno));
-            else if (rc != MOSQ_ERR_CONN_REFUSED) /* on_connect said why */
+                set_error(s, "%s", strerror(errno)); /* from the loop */
+            else if (rc != MOSQ_ERR_CONN_REFUSED)    /* on_connect said why */
                 set_error(s, "%s", mosquitto_strerror(rc));
         } else {
             atomic_fetch_add(&s->failures, 1);
-            set_error(s, "%s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+            set_error(s, "%s", rc == MOSQ_ERR_ERRNO ? strerror(eno) : mosquitto_strerror(rc));
         }
         if (wait_or_stop(s, backoff)) break;
         backoff = backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : backoff * 2;
@@ -376,8 +376,7 @@ ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_er
     if (!s) return ec_fail(err, EC_ENOMEM, "out of memory");
     arena_init(&s->a, 1024);
     s->c = *c;
-    if (s->c.connect_timeout_ms <= 0) s->c.connect_timeout_ms = CONNECT_TIMEOUT_MS;
-        /* copy the strings the thread keeps */
+    /* copy the strings the thread keeps */
 #define DUP(f) s->c.f = c->f ? arena_strndup(&s->a, c->f, strlen(c->f)) : NULL
     DUP(host);
     DUP(clientid);
@@ -388,6 +387,7 @@ ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_er
     DUP(keyfile);
     DUP(sni);
 #undef DUP
+    if (s->c.connect_timeout_ms <= 0) s->c.connect_timeout_ms = CONNECT_TIMEOUT_MS;
     s->c.topics = arena_alloc(&s->a, sizeof(char *) * (c->ntopics ? c->ntopics : 1));
     for (uint32_t i = 0; i < c->ntopics; i++)
         s->c.topics[i] = arena_strndup(&s->a, c->topics[i], strlen(c->topics[i]));

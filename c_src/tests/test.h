@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct test_case {
     const char *name;
@@ -63,5 +64,17 @@ bool test_current_failed(void);
             test_failed(__FILE__, __LINE__, m_);                                                   \
         }                                                                                          \
     } while (0)
+
+/* waiting and timing in tests */
+static inline void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static inline double now_s(void) { /* monotonic */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 #endif

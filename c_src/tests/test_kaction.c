@@ -44,11 +44,6 @@ static int replies_ok(replies *r) {
     return ok;
 }
 
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static bool wait_replies(replies *r, int n, int timeout_ms) {
     for (int i = 0; i < timeout_ms / 10; i++) {
         pthread_mutex_lock(&r->mu);

@@ -106,17 +106,6 @@ TEST(mqtt_conf_errors_name_the_field) {
 
 /* ---- the source thread against a real broker ---- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -258,9 +247,10 @@ TEST(mqtt_source_receives_reconnects_and_stops) {
 }
 
 /* Stopping a source at any moment of a lost connection (libmosquitto's
- * socket being closed or reopened) must not touch freed state: the source's
- * thread alone calls libmosquitto. Twenty rounds, the stop at 0-190 ms after
- * the broker died. */
+ * socket being closed or reopened): every round connects, and every stop
+ * returns within 2 s. Twenty rounds, the stop 0-190 ms after the broker
+ * died. (This did not reproduce the old code's cross-thread disconnect, even
+ * under ASan; mqtt_tls_source_stopped_under_traffic does.) */
 TEST(mqtt_source_stop_while_reconnecting) {
     int port = free_port();
     REQUIRE(port > 0);
