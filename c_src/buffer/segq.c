@@ -626,8 +626,8 @@ ec_status segq_append_out(segq *q, const void *data, uint32_t len, uint64_t *id,
 
 /* ---- read, ack ------------------------------------------------------------------------ */
 
-static inflight *fl_at(const segq *q, size_t i) {
-    return &q->fl[(q->fl_head + i) % q->fl_cap];
+static inflight *fl_at(const segq *q, size_t i) { /* fl_cap: a power of two */
+    return &q->fl[(q->fl_head + i) & (q->fl_cap - 1)];
 }
 
 static bool fl_push(segq *q, inflight f) {
@@ -827,7 +827,9 @@ static void delete_before(segq *q, uint64_t num) {
 
 ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
     if (!q->fl_n || id < fl_at(q, 0)->first || id >= q->next_read_id) return EC_OK;
-    size_t lo = 0, hi = q->fl_n - 1; /* the last entry whose first id is <= id */
+    /* the last entry whose first id is <= id: reports mostly come in order,
+     * so mostly the oldest */
+    size_t lo = 0, hi = q->fl_n == 1 || fl_at(q, 1)->first > id ? 0 : q->fl_n - 1;
     while (lo < hi) {
         size_t mid = (lo + hi + 1) / 2;
         if (fl_at(q, mid)->first <= id)
@@ -858,7 +860,7 @@ ec_status segq_ack(segq *q, uint64_t id, ec_error *err) {
         q->c_off = h->end;
         q->pending -= h->n;
         q->pending_bytes -= h->bytes;
-        q->fl_head = (q->fl_head + 1) % q->fl_cap;
+        q->fl_head = (q->fl_head + 1) & (q->fl_cap - 1);
         q->fl_n--;
         moved = true;
     }

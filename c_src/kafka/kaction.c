@@ -547,12 +547,17 @@ static bool stage_view(kaction *k, kqueue *q, const kview *v, ktaken *dropped) {
     return true;
 }
 
+/* About as many records as were staged when it is called (those staged
+ * later wait for the next turn), taken STAGE_SLICE at a time: k->mu is let go
+ * between slices, so a sender (on a normal scheduler) never waits while a
+ * whole backlog is taken. Between slices a sender may only add records or
+ * drop the oldest (stage_view, over the cap), both under k->mu. */
 size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
     pthread_mutex_lock(&k->mu);
     *cur = q->bytes - q->stage_bytes;
-    size_t n = 0;
+    size_t n = 0, left = q->stage.n, slice = 0;
     kout o = {.dq_id = DQ_NONE};
-    while (ring_peek_at(k, &q->stage, &q->sr, &o.v)) {
+    while (left && ring_peek_at(k, &q->stage, &q->sr, &o.v)) {
         if (n == k->staged_cap) {
             size_t cap = k->staged_cap ? 2 * k->staged_cap : 256;
             kout *nv = realloc(k->staged, cap * sizeof *nv);
@@ -564,6 +569,12 @@ size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
         ring_pop_at(&q->stage, &q->sr, &o.v);
         q->stage_bytes -= o.v.est;
         k->staged[n++] = o;
+        left--;
+        if (++slice == STAGE_SLICE && left) {
+            pthread_mutex_unlock(&k->mu);
+            slice = 0;
+            pthread_mutex_lock(&k->mu);
+        }
     }
     pthread_mutex_unlock(&k->mu);
     return n;
