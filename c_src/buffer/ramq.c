@@ -75,7 +75,8 @@ bool ramq_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
     return false;
 }
 
-static void chunk_free(ramq *q, ramq_chunk *c) {
+/* c back to the pool, or to the allocator (onto *gc when gc is set) */
+static void chunk_free_to(ramq *q, ramq_chunk *c, ramq_chunk **gc) {
     q->mem -= sizeof *c + c->size;
     int cl = chunk_class(c->size);
     ramq_pool *pool = q->pool;
@@ -83,9 +84,16 @@ static void chunk_free(ramq *q, ramq_chunk *c) {
         c->next = pool->free[cl];
         pool->free[cl] = c;
         pool->bytes += c->size;
-        return;
+    } else if (gc) {
+        c->next = *gc;
+        *gc = c;
+    } else {
+        free(c);
     }
-    free(c);
+}
+
+static void chunk_free(ramq *q, ramq_chunk *c) {
+    chunk_free_to(q, c, NULL);
 }
 
 static ramq_chunk *chunk_new(ramq *q, size_t size) {
@@ -191,7 +199,7 @@ ramq_chunk *ramq_pin_front(ramq *q) {
     return q->head;
 }
 
-void ramq_unpin(ramq_chunk *c) {
+void ramq_unpin_to(ramq_chunk *c, ramq_chunk **gc) {
     ramq *q = c->owner;
     if (--c->pins) return;
     if (c->spent) {
@@ -200,9 +208,20 @@ void ramq_unpin(ramq_chunk *c) {
         else
             q->spent = c->next;
         if (c->next) c->next->prev = c->prev;
-        chunk_free(q, c);
+        chunk_free_to(q, c, gc);
     } else if (c == q->head && c == q->tail && !q->n) {
         retire_head(q); /* the queue emptied while c was pinned */
+    }
+}
+
+void ramq_unpin(ramq_chunk *c) {
+    ramq_unpin_to(c, NULL);
+}
+
+void ramq_gc_free(ramq_chunk *gc) {
+    for (ramq_chunk *n; gc; gc = n) {
+        n = gc->next;
+        free(gc);
     }
 }
 

@@ -22,7 +22,7 @@
  *
  * Not thread-safe: the caller locks (queues sharing a pool under one lock).
  * No allocation happens outside ramq_push; ramq_pop and ramq_unpin only
- * free. */
+ * free (ramq_unpin_to can leave that for after the lock). */
 #ifndef EC_RAMQ_H
 #define EC_RAMQ_H
 
@@ -77,6 +77,13 @@ ramq_chunk *ramq_pin_front(ramq *q);
 /* One pin less on c (under the lock of the queue that holds it); a chunk
  * read past goes back with its last pin. */
 void ramq_unpin(ramq_chunk *c);
+/* The same, except that a chunk that would go back to the allocator (the
+ * pool being full) is put on the list *gc instead, for ramq_gc_free after
+ * the lock is let go: free() of many chunks can take milliseconds (the
+ * allocator gives memory back to the system). */
+void ramq_unpin_to(ramq_chunk *c, ramq_chunk **gc);
+/* Frees the chunks of a list made by ramq_unpin_to (no lock needed). */
+void ramq_gc_free(ramq_chunk *gc);
 
 /* Gives every chunk back (no pin may be held); the queue is empty. */
 void ramq_free(ramq *q);

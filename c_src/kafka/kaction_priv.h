@@ -228,7 +228,8 @@ struct kaction {
     size_t tk_nblocks;
     ramq_chunk **rel; /* the pump's: chunks to unpin (under mu) once the reports are served */
     size_t nrel, relcap;
-    kout *staged; /* ka_stage_take's views (the pump's, or destroy's) */
+    ramq_chunk *gc; /* the pump's: chunks unpinned for good, freed without the lock */
+    kout *staged;   /* ka_stage_take's views (the pump's, or destroy's) */
     size_t staged_cap;
     ktopic *topics;
     uint32_t ntopics;

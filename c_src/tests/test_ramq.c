@@ -228,3 +228,32 @@ TEST(ramq_pool_cap_and_trim) {
     ramq_pool_free(&pool);
     CHECK_INT(pool.bytes, 0);
 }
+
+/* ramq_unpin_to: a chunk read past goes with its last pin, to the pool while
+ * it has room and otherwise onto the caller's list (still allocated, off the
+ * queue's memory), which ramq_gc_free frees (ASan: no leak, no double free) */
+TEST(ramq_unpin_to_defers_frees) {
+    ramq_pool pool;
+    memset(&pool, 0, sizeof pool);
+    pool.cap = RAMQ_CHUNK_MAX; /* room for one full-size chunk */
+    ramq q;
+    ramq_init(&q, &pool);
+    enum { N = 3000 }; /* 299-byte records, ~0.9 MB: many 64-KiB chunks */
+    static ramq_chunk *pins[N];
+    for (unsigned i = 0; i < N; i++)
+        REQUIRE(push_rec(&q, 299));
+    for (unsigned i = 0; i < N; i++) {
+        pins[i] = ramq_pin_front(&q);
+        ramq_pop(&q);
+    }
+    uint64_t pinned_mem = q.mem;
+    ramq_chunk *gc = NULL;
+    for (unsigned i = 0; i < N; i++)
+        ramq_unpin_to(pins[i], &gc);
+    CHECK(q.mem < pinned_mem / 8); /* every chunk read past left the queue's count */
+    CHECK(pool.bytes > 0 && pool.bytes <= pool.cap);
+    CHECK(gc != NULL); /* the pool took what fits, the rest waits on the list */
+    ramq_gc_free(gc);
+    ramq_free(&q);
+    ramq_pool_free(&pool);
+}
