@@ -548,7 +548,7 @@ static bool stage_view(kaction *k, kqueue *q, const kview *v, ktaken *dropped) {
 }
 
 /* About as many records as were staged when it is called (those staged
- * later wait for the next turn), taken STAGE_SLICE at a time: k->mu is let go
+ * later wait for the next turn), taken LOCK_SLICE at a time: k->mu is let go
  * between slices, so a sender (on a normal scheduler) never waits while a
  * whole backlog is taken. Between slices a sender may only add records or
  * drop the oldest (stage_view, over the cap), both under k->mu. */
@@ -570,7 +570,7 @@ size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
         q->stage_bytes -= o.v.est;
         k->staged[n++] = o;
         left--;
-        if (++slice == STAGE_SLICE && left) {
+        if (++slice == LOCK_SLICE && left) {
             pthread_mutex_unlock(&k->mu);
             slice = 0;
             pthread_mutex_lock(&k->mu);
@@ -580,7 +580,7 @@ size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
     return n;
 }
 
-/* The views' chunks unpinned, STAGE_SLICE at a time (as they were taken);
+/* The views' chunks unpinned, LOCK_SLICE at a time (as they were taken);
  * chunks the pool does not keep are freed after the lock is let go (a burst
  * of 100 MB freed under it kept senders waiting for 3-12 ms of free()) */
 void ka_stage_release(kaction *k, size_t n) {
@@ -589,7 +589,7 @@ void ka_stage_release(kaction *k, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (k->staged[i].chunk) /* NULL: its pin moved on */
             ramq_unpin_to(k->staged[i].chunk, &gc);
-        if ((i + 1) % STAGE_SLICE == 0 && i + 1 < n) {
+        if ((i + 1) % LOCK_SLICE == 0 && i + 1 < n) {
             pthread_mutex_unlock(&k->mu);
             ramq_gc_free(gc);
             gc = NULL;
@@ -1018,10 +1018,17 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
 
 /* max_batch_age: takes RAM records buffered longer than that from the head
  * of q (oldest first) onto *out (k->mu held) */
+/* (k->mu held) q's stale records out of the buffer, LOCK_SLICE per hold of
+ * the lock: a backlog that goes stale at once does not hold senders up */
 static void expire_queue(kaction *k, kqueue *q, int64_t now, ktaken *out) {
     kout o;
-    while (ram_peek(k, q, &o) && now - out_born(&o) > k->max_age_ms)
+    for (size_t n = 1; ram_peek(k, q, &o) && now - out_born(&o) > k->max_age_ms; n++) {
         ram_drop(k, q, &o, out, KPROD_ERR_EXPIRED);
+        if (n % LOCK_SLICE == 0) {
+            pthread_mutex_unlock(&k->mu);
+            pthread_mutex_lock(&k->mu);
+        }
+    }
 }
 
 /* whether the pump has work now (k->mu held): a partition with buffered
@@ -1236,7 +1243,8 @@ static void *pump_main(void *arg) {
         }
         k->idle_room = window_room_anywhere(k);
         if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT)
-            ramq_pool_trim(&k->pool, RAMQ_POOL_BYTES); /* quiet: spare chunks go back */
+            /* quiet: spare chunks go back (freed at the next turn, without the lock) */
+            ramq_pool_trim_to(&k->pool, RAMQ_POOL_BYTES, &k->gc);
         atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);

@@ -38,7 +38,7 @@
 #define DISK_FSYNC_MS          200         /* disk mode: appends made durable at least this often */
 #define DQ_NONE                UINT64_MAX
 #define STAGE_MAX              (16u << 20) /* staged bytes per queue before drops, at least */
-#define STAGE_SLICE            512         /* staged records taken per hold of k->mu */
+#define LOCK_SLICE             512         /* backlog records handled per hold of k->mu */
 #define CACHE_MAX              (4u << 20)  /* RAM for written records kept to send (per action) */
 #define READ_RETRY_MS          1000        /* a disk part that failed to read waits this long */
 #define STALL_MS               1000 /* in-flight records unanswered this long: the partition stalls */
