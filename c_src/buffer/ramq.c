@@ -36,7 +36,7 @@ void ramq_pool_free(ramq_pool *pool) {
     pool->bytes = 0;
 }
 
-void ramq_pool_trim_to(ramq_pool *pool, uint64_t keep, ramq_chunk **gc) {
+void ramq_pool_trim(ramq_pool *pool, uint64_t keep, ramq_chunk **gc) {
     for (int c = RAMQ_CLASSES - 1; c >= 0 && pool->bytes > keep; c--)
         while (pool->free[c] && pool->bytes > keep) {
             ramq_chunk *k = pool->free[c];
@@ -49,10 +49,6 @@ void ramq_pool_trim_to(ramq_pool *pool, uint64_t keep, ramq_chunk **gc) {
                 free(k);
             }
         }
-}
-
-void ramq_pool_trim(ramq_pool *pool, uint64_t keep) {
-    ramq_pool_trim_to(pool, keep, NULL);
 }
 
 size_t ramq_varint_len(uint64_t v) {

@@ -58,10 +58,9 @@ void ramq_init(ramq *q, ramq_pool *pool);
 /* Frees a pool's chunks (no queue may use it any more). */
 void ramq_pool_free(ramq_pool *pool);
 /* Gives spare chunks back to the allocator until the pool holds at most
- * keep bytes (the largest go first). */
-void ramq_pool_trim(ramq_pool *pool, uint64_t keep);
-/* The same, the chunks put on *gc for ramq_gc_free instead of freed. */
-void ramq_pool_trim_to(ramq_pool *pool, uint64_t keep, ramq_chunk **gc);
+ * keep bytes (the largest go first); with gc set, onto the list *gc for
+ * ramq_gc_free (after the lock) instead. */
+void ramq_pool_trim(ramq_pool *pool, uint64_t keep, ramq_chunk **gc);
 
 /* Appends a record of len bytes and returns where to write them (before the
  * queue is used again); NULL when out of memory or len > RAMQ_MAX_RECORD. */

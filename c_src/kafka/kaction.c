@@ -547,6 +547,15 @@ static bool stage_view(kaction *k, kqueue *q, const kview *v, ktaken *dropped) {
     return true;
 }
 
+/* (k->mu held, the pump's) after every LOCK_SLICE records of a backlog
+ * (done of them handled): the lock is let go and taken again, so senders get
+ * in between */
+static void lock_slice(kaction *k, size_t done) {
+    if (done % LOCK_SLICE) return;
+    pthread_mutex_unlock(&k->mu);
+    pthread_mutex_lock(&k->mu);
+}
+
 /* About as many records as were staged when it is called (those staged
  * later wait for the next turn), taken LOCK_SLICE at a time: k->mu is let go
  * between slices, so a sender (on a normal scheduler) never waits while a
@@ -555,7 +564,7 @@ static bool stage_view(kaction *k, kqueue *q, const kview *v, ktaken *dropped) {
 size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
     pthread_mutex_lock(&k->mu);
     *cur = q->bytes - q->stage_bytes;
-    size_t n = 0, left = q->stage.n, slice = 0;
+    size_t n = 0, left = q->stage.n;
     kout o = {.dq_id = DQ_NONE};
     while (left && ring_peek_at(k, &q->stage, &q->sr, &o.v)) {
         if (n == k->staged_cap) {
@@ -569,12 +578,7 @@ size_t ka_stage_views(kaction *k, kqueue *q, uint64_t *cur) {
         ring_pop_at(&q->stage, &q->sr, &o.v);
         q->stage_bytes -= o.v.est;
         k->staged[n++] = o;
-        left--;
-        if (++slice == LOCK_SLICE && left) {
-            pthread_mutex_unlock(&k->mu);
-            slice = 0;
-            pthread_mutex_lock(&k->mu);
-        }
+        if (--left) lock_slice(k, n);
     }
     pthread_mutex_unlock(&k->mu);
     return n;
@@ -589,12 +593,7 @@ void ka_stage_release(kaction *k, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (k->staged[i].chunk) /* NULL: its pin moved on */
             ramq_unpin_to(k->staged[i].chunk, &gc);
-        if ((i + 1) % LOCK_SLICE == 0 && i + 1 < n) {
-            pthread_mutex_unlock(&k->mu);
-            ramq_gc_free(gc);
-            gc = NULL;
-            pthread_mutex_lock(&k->mu);
-        }
+        if (i + 1 < n) lock_slice(k, i + 1);
     }
     pthread_mutex_unlock(&k->mu);
     ramq_gc_free(gc);
@@ -1017,17 +1016,13 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
 }
 
 /* max_batch_age: takes RAM records buffered longer than that from the head
- * of q (oldest first) onto *out (k->mu held) */
-/* (k->mu held) q's stale records out of the buffer, LOCK_SLICE per hold of
- * the lock: a backlog that goes stale at once does not hold senders up */
+ * of q (oldest first) onto *out (k->mu held, let go every LOCK_SLICE: a
+ * backlog that goes stale at once does not hold senders up) */
 static void expire_queue(kaction *k, kqueue *q, int64_t now, ktaken *out) {
     kout o;
     for (size_t n = 1; ram_peek(k, q, &o) && now - out_born(&o) > k->max_age_ms; n++) {
         ram_drop(k, q, &o, out, KPROD_ERR_EXPIRED);
-        if (n % LOCK_SLICE == 0) {
-            pthread_mutex_unlock(&k->mu);
-            pthread_mutex_lock(&k->mu);
-        }
+        lock_slice(k, n);
     }
 }
 
@@ -1244,7 +1239,7 @@ static void *pump_main(void *arg) {
         k->idle_room = window_room_anywhere(k);
         if (pthread_cond_timedwait(&k->cv, &k->mu, &until) == ETIMEDOUT)
             /* quiet: spare chunks go back (freed at the next turn, without the lock) */
-            ramq_pool_trim_to(&k->pool, RAMQ_POOL_BYTES, &k->gc);
+            ramq_pool_trim(&k->pool, RAMQ_POOL_BYTES, &k->gc);
         atomic_store(&k->pump_idle, false);
     }
     pthread_mutex_unlock(&k->mu);

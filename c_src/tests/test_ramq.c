@@ -215,10 +215,10 @@ TEST(ramq_pool_cap_and_trim) {
     while (q.n)
         ramq_pop(&q);
     CHECK(pool.bytes > RAMQ_POOL_BYTES && pool.bytes <= pool.cap);
-    ramq_pool_trim(&pool, RAMQ_POOL_BYTES);
+    ramq_pool_trim(&pool, RAMQ_POOL_BYTES, NULL);
     CHECK(pool.bytes <= RAMQ_POOL_BYTES && pool.bytes > RAMQ_POOL_BYTES - RAMQ_CHUNK_MAX);
     CHECK_INT(pool.cap, 8u << 20); /* kept */
-    ramq_pool_trim(&pool, 0);
+    ramq_pool_trim(&pool, 0, NULL);
     CHECK_INT(pool.bytes, 0);
     for (int c = 0; c < RAMQ_CLASSES; c++)
         CHECK(pool.free[c] == NULL);
