@@ -207,9 +207,13 @@ static int dcmp(const void *x, const void *y) {
     return a < b ? -1 : a > b;
 }
 
+static double median_n(double *v, int n) { /* sorts v */
+    qsort(v, (size_t)n, sizeof *v, dcmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static double median5(double *v) {
-    qsort(v, 5, sizeof *v, dcmp);
-    return v[2];
+    return median_n(v, 5);
 }
 
 int main(void) {
@@ -269,7 +273,12 @@ int main(void) {
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/ec-bench-disk-%d", (int)getpid());
     printf("\nbuffer.mode disk vs memory (%s broker, key_dispatch)\n", real ? "real" : "mock");
-    printf("%6s %12s %12s %7s\n", "value", "memory r/s", "disk r/s", "ratio");
+    /* Rounds alternate the order of the two modes; the ratio is the median of
+     * each round's disk / memory (a round's two runs are seconds apart, so a
+     * drift of the machine's speed cancels out), with the rounds' range */
+    const char *nr = getenv("BENCH_DISK_ROUNDS");
+    int rounds = nr && atoi(nr) > 0 && atoi(nr) <= 25 ? atoi(nr) : 7;
+    printf("%6s %12s %12s %7s  %s\n", "value", "memory r/s", "disk r/s", "ratio", "rounds");
     for (int v = 0; v < 2; v++) {
         const char *only = getenv("BENCH_DISK_VALUE"); /* 100 | 1024: one size (profiling) */
         if (only && atoi(only) != (v ? 1024 : 100)) continue;
@@ -277,8 +286,8 @@ int main(void) {
                           "-"};
         bench_case disk = mem;
         disk.buffer_dir = dir;
-        double ms[5], ds[5];
-        for (int rnd = 0; rnd < 5; rnd++) {
+        double ms[25], ds[25], rs[25];
+        for (int rnd = 0; rnd < rounds; rnd++) {
             char cmd[128];
             snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
             if (system(cmd) != 0) return 1;
@@ -294,8 +303,11 @@ int main(void) {
                 ds[rnd] = run_action(&disk, keys, payload);
             }
         }
-        double m = median5(ms), d = median5(ds);
-        printf("%6zu %12.0f %12.0f %6.0f%%\n", mem.value_len, m, d, 100 * d / m);
+        for (int rnd = 0; rnd < rounds; rnd++)
+            rs[rnd] = ds[rnd] / ms[rnd];
+        double r = median_n(rs, rounds), m = median_n(ms, rounds), d = median_n(ds, rounds);
+        printf("%6zu %12.0f %12.0f %6.0f%%  %.0f-%.0f%%\n", mem.value_len, m, d, 100 * r, 100 * rs[0],
+               100 * rs[rounds - 1]);
         fflush(stdout);
     }
     char cmd[128];
