@@ -4,7 +4,8 @@
 %% the loss is reported; overflow drops are exact and dropped records are not
 %% replayed. Kafka is made unreachable with a bootstrap address that refuses
 %% connections until a proxy opens it, and, in t_kafka_stopped_60s, by
-%% stopping the real broker for 60 s under steady load.
+%% stopping the real broker for 60 s under steady load; t_kill9_under_load
+%% freezes the broker (SIGSTOP) for about a second with requests in flight.
 -module(emqx_confluent_disk_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -14,8 +15,8 @@
 
 -define(NIF, emqx_confluent_nif).
 
-all() -> [t_action_restart_replays, t_kill9_nothing_lost, t_torn_tail_reported, t_overflow_exact,
-          t_kafka_stopped_60s].
+all() -> [t_action_restart_replays, t_kill9_nothing_lost, t_kill9_under_load, t_torn_tail_reported,
+          t_overflow_exact, t_kafka_stopped_60s].
 
 free_port() ->
     {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
@@ -47,11 +48,14 @@ with_headers() ->
       <<"kafka_ext_headers">> => [#{<<"kafka_ext_header_key">> => <<"n">>,
                                     <<"kafka_ext_header_value">> => <<"${v}">>}]}.
 
-send(A, N) ->
+send(A, N) -> send(A, 1, N).
+
+%% records From..To
+send(A, From, To) ->
     [ok = ?NIF:action_send(A, #{<<"k">> => integer_to_binary(I rem 7),
                                 <<"v">> => <<"value-", (integer_to_binary(I))/binary>>,
                                 <<"h">> => #{<<"src">> => <<"disk">>}}, false)
-     || I <- lists:seq(1, N)],
+     || I <- lists:seq(From, To)],
     ok.
 
 values(Recs) -> lists:sort([maps:get(<<"payload">>, R) || R <- Recs]).
@@ -97,15 +101,7 @@ t_action_restart_replays(Config) ->
 %% the node is killed (SIGKILL) with records buffered on disk
 t_kill9_nothing_lost(Config) ->
     {Topic, Dir, Port} = setup(Config, <<"disk-kill9">>),
-    case is_alive() of
-        true -> ok;
-        false ->
-            _ = os:cmd("epmd -daemon"),
-            {ok, _} = net_kernel:start([list_to_atom("ec_disk_" ++ os:getpid()), shortnames])
-    end,
-    Ebin = filename:dirname(code:which(?NIF)),
-    TestBeams = filename:dirname(code:which(?MODULE)),
-    {ok, Peer, Node} = peer:start(#{name => peer:random_name(), args => ["-pa", Ebin, "-pa", TestBeams]}),
+    {Peer, Node} = start_peer(),
     N = 300,
     OsPid = erpc:call(Node, fun() ->
                                     {ok, A} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
@@ -127,6 +123,80 @@ t_kill9_nothing_lost(Config) ->
     ?assertEqual(expected(lists:seq(1, N)), values(ec_test_util:consume(Topic, N))),
     ok = ?NIF:action_destroy(A2),
     exit(Proxy, kill).
+
+%% The node is killed (SIGKILL) under load: records flow to Kafka, then the
+%% broker is frozen (SIGSTOP) with requests in flight while records keep
+%% coming, and the node is killed. After the restart every record arrives;
+%% the only duplicates are records sent again, which are counted as replayed.
+t_kill9_under_load(Config) ->
+    {Topic, Dir, _} = setup(Config, <<"disk-kill9-load">>),
+    KPid = string:trim(os:cmd("cat " ++ binary_to_list(ec_test_util:kafka(<<"KAFKA_DIR">>)) ++ "/kafka.pid")),
+    {Peer, Node} = start_peer(),
+    N = 2400,
+    Half = N div 2,
+    Conn = conn(kafka_port()),
+    Act = action(Topic, Dir, #{}),
+    %% the first half, 20 records every 10 ms, while Kafka answers
+    {OsPid, Delivered} =
+        erpc:call(Node, fun() ->
+                                {ok, A} = ?NIF:action_new(Conn, Act),
+                                register(ec_keeper, spawn(fun() -> keeper(A) end)),
+                                ok = send_paced(A, 1, Half),
+                                {os:getpid(), maps:get(success, ?NIF:action_metrics(A))}
+                        end, 60000),
+    try
+        "" = os:cmd("kill -STOP " ++ KPid),
+        %% the second half while the broker is frozen
+        ok = erpc:call(Node, fun() ->
+                                     ec_keeper ! {get, self()},
+                                     A = receive {action, R} -> R end,
+                                     ok = send_paced(A, Half + 1, N),
+                                     timer:sleep(300) %% every accepted record written
+                             end, 60000),
+        _ = os:cmd("kill -9 " ++ OsPid)
+    after
+        os:cmd("kill -CONT " ++ KPid)
+    end,
+    catch peer:stop(Peer),
+    ct:pal("acknowledged before the broker froze: ~p of ~p", [Delivered, N]),
+    ?assert(Delivered > 0),
+    {ok, A2} = ?NIF:action_new(Conn, Act),
+    #{'buffer.replayed' := Replayed} = ?NIF:action_metrics(A2),
+    %% the second half was never acknowledged; most of the first half was,
+    %% and committed at the syncs while it was sent
+    ?assert(Replayed >= N - Half andalso Replayed < N),
+    true = ec_test_util:wait_until(fun() -> #{queuing := Q, inflight := F} = ?NIF:action_metrics(A2),
+                                            Q =:= 0 andalso F =:= 0 end, 60000),
+    Got = values(ec_test_util:consume(Topic, N, 60000)),
+    ?assertEqual(expected(lists:seq(1, N)), lists:usort(Got)),
+    Duplicates = length(Got) - N,
+    ct:pal("replayed ~p, duplicates ~p", [Replayed, Duplicates]),
+    ?assert(Duplicates =< Replayed),
+    ok = ?NIF:action_destroy(A2).
+
+keeper(A) ->
+    receive {get, From} -> From ! {action, A} end,
+    keeper(A).
+
+%% records From..To, 20 every 10 ms
+send_paced(_A, From, To) when From > To -> ok;
+send_paced(A, From, To) ->
+    ok = send(A, From, min(From + 19, To)),
+    timer:sleep(10),
+    send_paced(A, From + 20, To).
+
+%% a node of its own (killed by the kill -9 tests)
+start_peer() ->
+    case is_alive() of
+        true -> ok;
+        false ->
+            _ = os:cmd("epmd -daemon"),
+            {ok, _} = net_kernel:start([list_to_atom("ec_disk_" ++ os:getpid()), shortnames])
+    end,
+    Ebin = filename:dirname(code:which(?NIF)),
+    TestBeams = filename:dirname(code:which(?MODULE)),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(), args => ["-pa", Ebin, "-pa", TestBeams]}),
+    {Peer, Node}.
 
 %% power loss in the middle of the last record: start-up works, the loss is
 %% reported, the records before it are delivered
