@@ -4,6 +4,13 @@
 %% retries failed installs, and reports statuses by EMQX's rules
 %% (emqx_confluent_status). Sending does not pass through this process:
 %% callers take the action resource (action/2) and call the NIF directly.
+%%
+%% The periodic round of checks runs in a worker process, so status reads,
+%% adds and removals are answered while Kafka is slow to answer a check; its
+%% results apply to the actions it checked (one removed or replaced meanwhile
+%% keeps what it has). Installs and removals stay in this process, one at a
+%% time, so an action's name never has two resources at once (a disk-mode
+%% action owns its buffer directory); adding an action checks that action alone.
 -module(emqx_confluent_connector).
 -behaviour(gen_server).
 
@@ -22,7 +29,11 @@
              interval :: pos_integer(), timeout :: pos_integer() | infinity,
              actions = #{} :: #{binary() => #action{}}, timer :: reference() | undefined,
              owner :: pid() | undefined, tab :: ets:tid() | atom() | undefined,
-             notified = #{} :: #{binary() => emqx_confluent_nif:action()}}).
+             notified = #{} :: #{binary() => emqx_confluent_nif:action()},
+             %% the round of checks running, the check_now callers it answers,
+             %% and those who asked during it (answered after the next round)
+             round :: undefined | {pid(), reference()}, waiting = [] :: [gen_server:from()],
+             next = [] :: [gen_server:from()]}).
 
 %% @doc Starts the connector process; a configuration the NIF refuses is
 %% returned as `{error, #{message := <<"field.path: why">>}}'.
@@ -58,8 +69,7 @@ init({Name, Conf, Opts}) ->
                      owner = maps:get(owner, Opts, undefined), tab = maps:get(tab, Opts, undefined),
                      interval = duration_ms(maps:get(<<"health_check_interval">>, RO, <<"15s">>)),
                      timeout = duration_ms(maps:get(<<"health_check_timeout">>, RO, <<"60s">>))},
-            self() ! check, %% the first check right after start
-            {ok, publish(St)};
+            {ok, publish(start_round(St))}; %% the first round right after start
         {error, E} ->
             {stop, {config, E}}
     end.
@@ -67,12 +77,14 @@ init({Name, Conf, Opts}) ->
 handle_call(status, _From, St) ->
     {reply, format(emqx_confluent_status:connector(St#st.started, St#st.check)), St};
 handle_call({add_action, Name, Conf}, _From, St) ->
-    St1 = St#st{actions = (St#st.actions)#{Name => #action{conf = Conf}}},
-    {reply, ok, publish(install_and_check(St1))};
+    %% one that had the name goes first (its resource destroyed)
+    _ = [destroy(Old) || {ok, Old} <- [maps:find(Name, St#st.actions)]],
+    A = install(#action{conf = Conf}, St),
+    {reply, ok, publish(St#st{actions = (St#st.actions)#{Name => A}})};
 handle_call({remove_action, Name}, _From, St) ->
     case maps:take(Name, St#st.actions) of
-        {#action{res = Res}, Rest} ->
-            Res =/= undefined andalso ?NIF:action_destroy(Res),
+        {A, Rest} ->
+            destroy(A),
             St#st.tab =/= undefined andalso ets:delete(St#st.tab, {action, Name}),
             {reply, ok, publish(St#st{actions = Rest})};
         error ->
@@ -86,13 +98,24 @@ handle_call({action, Name}, _From, St) ->
         {ok, _} -> {reply, {error, not_installed}, St};
         error -> {reply, {error, not_found}, St}
     end;
-handle_call(check_now, _From, St) ->
-    {reply, ok, publish(check(St))}.
+handle_call(check_now, From, #st{round = undefined} = St) ->
+    {noreply, start_round(St#st{waiting = [From]})};
+handle_call(check_now, From, St) ->
+    {noreply, St#st{next = [From | St#st.next]}}.
 
 handle_cast(_Msg, St) -> {noreply, St}.
 
+handle_info(check, #st{round = undefined} = St) ->
+    {noreply, start_round(St#st{timer = undefined})};
 handle_info(check, St) ->
-    {noreply, publish(check(St))};
+    {noreply, St#st{timer = undefined}}; %% the next is set when the running round ends
+handle_info({round_done, Pid, Result}, #st{round = {Pid, MRef}} = St) ->
+    erlang:demonitor(MRef, [flush]),
+    {noreply, end_round(Result, St)};
+handle_info({'DOWN', MRef, process, Pid, Why}, #st{round = {Pid, MRef}} = St) ->
+    %% the round itself failed (the checks in it are bounded and caught):
+    %% the connector's check carries the reason, the actions keep theirs
+    {noreply, end_round({{error, reason(Why)}, []}, St)};
 handle_info(_Other, St) ->
     {noreply, St}.
 
@@ -121,42 +144,80 @@ publish(#st{tab = Tab, owner = Owner} = St) ->
 
 %% ---- internals -------------------------------------------------------------
 
-check(St0) ->
-    St = St0#st{check = bounded(fun() -> ?NIF:connector_health(St0#st.conn) end, St0#st.timeout)},
-    Started = St#st.started orelse St#st.check =:= ok,
-    St1 = install_and_check(St#st{started = Started}),
-    _ = St1#st.timer =/= undefined andalso erlang:cancel_timer(St1#st.timer),
-    St1#st{timer = erlang:send_after(St1#st.interval, self(), check)}.
+%% A round of checks in a worker: the connector's, then (when that leaves it
+%% connected) every installed action's, as the actions were at its start.
+start_round(St) ->
+    _ = St#st.timer =/= undefined andalso erlang:cancel_timer(St#st.timer),
+    Self = self(),
+    #st{conn = Conn, timeout = T, started = Started} = St,
+    Installed = [{N, Res} || {N, #action{install = installed, res = Res}} <- maps:to_list(St#st.actions)],
+    {Pid, MRef} =
+        spawn_monitor(fun() ->
+                              Check = bounded(fun() -> ?NIF:connector_health(Conn) end, T),
+                              Checks = case conn_status(Started orelse Check =:= ok, Check) of
+                                           connected ->
+                                               [{N, Res, bounded(fun() -> ?NIF:action_health(Res) end, T)}
+                                                || {N, Res} <- Installed];
+                                           _ ->
+                                               []
+                                       end,
+                              Self ! {round_done, self(), {Check, Checks}}
+                      end),
+    St#st{round = {Pid, MRef}, timer = undefined}.
+
+%% a round's results applied to the actions it checked that are still there
+%% with the same resource; actions not installed are installed now when the
+%% connector is connected; the callers answered, the next round set (at once
+%% for those who asked during this one)
+end_round({Check, Checks}, St0) ->
+    St = St0#st{check = Check, started = St0#st.started orelse Check =:= ok, round = undefined},
+    Acts = lists:foldl(fun({N, Res, C}, Acc) ->
+                               case maps:find(N, Acc) of
+                                   {ok, #action{res = Res, install = installed} = A} ->
+                                       Acc#{N => A#action{check = C}};
+                                   _ ->
+                                       Acc
+                               end
+                       end, St#st.actions, Checks),
+    St1 = St#st{actions = Acts},
+    St2 = publish(St1#st{actions = maps:map(fun(_, A) -> install(A, St1) end, Acts)}),
+    [gen_server:reply(From, ok) || From <- St2#st.waiting],
+    case St2#st.next of
+        [] -> St2#st{waiting = [], timer = erlang:send_after(St2#st.interval, self(), check)};
+        Next -> start_round(St2#st{waiting = Next, next = []})
+    end.
 
 conn_status(St) ->
-    element(1, emqx_confluent_status:connector(St#st.started, St#st.check)).
+    conn_status(St#st.started, St#st.check).
 
-%% install what is not installed (only while the connector is connected),
-%% then health-check every installed action
-install_and_check(St) ->
+conn_status(Started, Check) ->
+    element(1, emqx_confluent_status:connector(Started, Check)).
+
+%% an action not installed, installed when the connector is connected (a
+%% fixed topic that Kafka does not know fails the install)
+install(#action{install = installed} = A, _St) ->
+    A;
+install(#action{conf = Conf} = A, St) ->
     case conn_status(St) of
         connected ->
-            St#st{actions = maps:map(fun(_, A) -> action_step(A, St) end, St#st.actions)};
+            case ?NIF:action_new(St#st.conf, Conf) of
+                {ok, Res} ->
+                    case bounded(fun() -> ?NIF:action_health(Res) end, St#st.timeout) of
+                        ok ->
+                            A#action{res = Res, install = installed, check = ok};
+                        Failed ->
+                            ok = ?NIF:action_destroy(Res),
+                            A#action{res = undefined, install = {install_failed, reason(Failed)}}
+                    end;
+                {error, E} ->
+                    A#action{install = {install_failed, reason({error, E})}}
+            end;
         _ ->
-            St
+            A
     end.
 
-action_step(#action{install = installed, res = Res} = A, St) ->
-    A#action{check = bounded(fun() -> ?NIF:action_health(Res) end, St#st.timeout)};
-action_step(#action{conf = Conf} = A, St) ->
-    case ?NIF:action_new(St#st.conf, Conf) of
-        {ok, Res} ->
-            %% a fixed topic that Kafka does not know fails the install
-            case bounded(fun() -> ?NIF:action_health(Res) end, St#st.timeout) of
-                ok ->
-                    A#action{res = Res, install = installed, check = ok};
-                Failed ->
-                    ok = ?NIF:action_destroy(Res),
-                    A#action{res = undefined, install = {install_failed, reason(Failed)}}
-            end;
-        {error, E} ->
-            A#action{install = {install_failed, reason({error, E})}}
-    end.
+destroy(#action{res = undefined}) -> ok;
+destroy(#action{res = Res}) -> ?NIF:action_destroy(Res).
 
 action_status_of(Name, St) ->
     case maps:find(Name, St#st.actions) of

@@ -18,7 +18,7 @@ all() ->
     [t_rules, t_connected, t_unreachable_disconnected, t_wrong_secret_disconnected,
      t_never_disconnected_after_start, t_action_missing_topic_then_created,
      t_action_not_installed_while_connector_down, t_auto_topic_creation_allowed,
-     t_bad_config_refused].
+     t_bad_config_refused, t_calls_answered_during_slow_check].
 
 t_rules(_) ->
     E = {error, <<"boom">>},
@@ -119,3 +119,45 @@ t_bad_config_refused(_) ->
     {error, {config, #{message := M}}} =
         ?C:start_link(<<"c7">>, #{<<"type">> => <<"kafka_producer">>, <<"bootstrap_hosts">> => <<>>}),
     ?assertMatch({match, _}, re:run(M, "^bootstrap_hosts:")).
+
+%% A round of checks that waits on Kafka holds up no call: a "broker" that
+%% accepts connections and never answers keeps the first check waiting for
+%% metadata_request_timeout (3 s) while the calls are answered.
+t_calls_answered_during_slow_check(_) ->
+    {Port, Hole} = blackhole(),
+    Conf = fast(#{<<"type">> => <<"kafka_producer">>,
+                  <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
+                  <<"metadata_request_timeout">> => <<"3s">>}),
+    {ok, C} = ?C:start_link(<<"c9">>, Conf),
+    timer:sleep(200),
+    Act = #{<<"parameters">> => #{<<"topic">> => <<"t">>}},
+    {T, _} = timer:tc(fun() ->
+                              ?assertEqual(#{status => connecting}, ?C:status(C)),
+                              ok = ?C:add_action(C, <<"a">>, Act),
+                              ?assertEqual(#{status => connecting, status_reason => <<"resource_is_connecting">>},
+                                           ?C:action_status(C, <<"a">>)),
+                              ok = ?C:remove_action(C, <<"a">>)
+                      end),
+    ct:pal("four calls during the check: ~p us", [T]),
+    ?assert(T < 1000000),
+    %% the check was still waiting all along; then it fails as it should
+    ?assertEqual(#{status => connecting}, ?C:status(C)),
+    #{status := disconnected, status_reason := R} = wait_status(fun() -> ?C:status(C) end, disconnected),
+    ct:pal("the check's answer: ~s", [R]),
+    ok = ?C:stop(C),
+    exit(Hole, kill).
+
+%% a listener on 127.0.0.1 that accepts connections and never reads or answers
+blackhole() ->
+    Self = self(),
+    Pid = spawn(fun() ->
+                        {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
+                        {ok, Port} = inet:port(L),
+                        Self ! {blackhole, Port},
+                        hole(L, [])
+                end),
+    receive {blackhole, P} -> {P, Pid} after 5000 -> error(no_blackhole) end.
+
+hole(L, Held) ->
+    {ok, S} = gen_tcp:accept(L),
+    hole(L, [S | Held]).
