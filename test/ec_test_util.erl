@@ -7,7 +7,7 @@
          kafka/0, kafka/1, mqtt/0,
          sasl_ssl_props/0, sasl_ssl_props/1, plaintext_props/0,
          unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2, delete_topic/1, topics/0,
-         connector_conf/1, connector_conf/2]).
+         connector_conf/1, connector_conf/2, ensure_distributed/1]).
 
 %% @doc The project checkout (holds Makefile and scripts/).
 root() ->
@@ -86,6 +86,17 @@ consume_loop(Topic, Min, Deadline) ->
                 true -> error({too_few_records, Topic, length(Records), Min, Out});
                 false -> timer:sleep(200), consume_loop(Topic, Min, Deadline)
             end
+    end.
+
+%% @doc Makes this node distributed (for peer nodes) unless it is already;
+%% Prefix starts its name.
+ensure_distributed(Prefix) ->
+    case is_alive() of
+        true -> ok;
+        false ->
+            _ = os:cmd("epmd -daemon"),
+            {ok, _} = net_kernel:start([list_to_atom(Prefix ++ os:getpid()), shortnames]),
+            ok
     end.
 
 %% @doc Polls Fun until it returns true, up to TimeoutMs.

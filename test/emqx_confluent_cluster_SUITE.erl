@@ -17,12 +17,7 @@
 all() -> [t_plugin_tarball, t_cluster_replication].
 
 init_per_suite(Config) ->
-    case is_alive() of
-        true -> ok;
-        false ->
-            _ = os:cmd("epmd -daemon"),
-            {ok, _} = net_kernel:start([list_to_atom("ec_ct_" ++ os:getpid()), shortnames])
-    end,
+    ok = ec_test_util:ensure_distributed("ec_ct_"),
     Config.
 
 end_per_suite(_) -> ok.

@@ -187,12 +187,7 @@ send_paced(A, From, To) ->
 
 %% a node of its own (killed by the kill -9 tests)
 start_peer() ->
-    case is_alive() of
-        true -> ok;
-        false ->
-            _ = os:cmd("epmd -daemon"),
-            {ok, _} = net_kernel:start([list_to_atom("ec_disk_" ++ os:getpid()), shortnames])
-    end,
+    ok = ec_test_util:ensure_distributed("ec_disk_"),
     Ebin = filename:dirname(code:which(?NIF)),
     TestBeams = filename:dirname(code:which(?MODULE)),
     {ok, Peer, Node} = peer:start(#{name => peer:random_name(), args => ["-pa", Ebin, "-pa", TestBeams]}),
