@@ -14,12 +14,6 @@
 
 #include "kaction_priv.h"
 
-int64_t ka_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t vlen_zz(int64_t n) { /* bytes of the zig-zag varint of n */
     uint64_t z = ((uint64_t)n << 1) ^ (uint64_t)(n >> 63);
     uint32_t b = 1;
@@ -676,7 +670,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
                .vlen = (uint32_t)vlen,
                .nh = nh,
                .ts = ts,
-               .born_ms = k->max_age_ms ? ka_now_ms() : 0,
+               .born_ms = k->max_age_ms ? ec_wall_ms() : 0,
                .token = token};
     size_t hl[2 * MAX_HDRS];
     if (nh) { /* the headers in their compact form */
@@ -711,7 +705,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
                      KACTION_MAX_TOPICS);
         goto failed;
     }
-    if (t->count == 0 && ka_now_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
+    if (t->count == 0 && ec_wall_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
         pthread_mutex_unlock(&k->mu);
         st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %s", t->name);
         goto failed;
@@ -969,7 +963,7 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
     ktaken failed = {0}, lost = {0}, dropped = {0};
     pthread_mutex_lock(&k->mu);
-    int64_t now = ka_now_ms();
+    int64_t now = ec_wall_ms();
     if (n < 0) { /* Kafka unreachable: keep buffering, ask again soon */
         t->next_refresh_ms = now + UNRESOLVED_RETRY_MS;
     } else if (n == 0 && t == k->fixed && t->count > 0) {
@@ -1035,7 +1029,7 @@ static bool sendable(kaction *k) {
             kqueue *q = t->parts[p];
             if (q->stage.n) return true;
             if (p >= t->count) continue;
-            bool readable = q->dq_n && (!q->read_again_ms || ka_now_ms() >= q->read_again_ms);
+            bool readable = q->dq_n && (!q->read_again_ms || ec_wall_ms() >= q->read_again_ms);
             uint32_t e = ka_ram_head_est(k, q);
             if (!e) e = q->peek ? q->peek->est : readable ? 1 : 0;
             if (e && ka_window_room(k, q, e)) return true;
@@ -1140,7 +1134,7 @@ static void *pump_main(void *arg) {
     ktaken gone = {0}; /* expired or failed records to answer */
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
-        int64_t now = k->now_ms = ka_now_ms();
+        int64_t now = k->now_ms = ec_wall_ms();
         /* delivery reports and errors first (without the lock) */
         k->events = false;
         pthread_mutex_unlock(&k->mu);
@@ -1495,8 +1489,8 @@ void kaction_reset_metrics(kaction *k) { /* counters only; gauges keep their val
 void kaction_destroy(kaction *k, int flush_ms) {
     if (!k) return;
     /* let the pump drain the buffers into librdkafka for up to flush_ms */
-    int64_t deadline = ka_now_ms() + flush_ms;
-    while (atomic_load(&k->m.queuing) > 0 && ka_now_ms() < deadline) {
+    int64_t deadline = ec_wall_ms() + flush_ms;
+    while (atomic_load(&k->m.queuing) > 0 && ec_wall_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -1506,7 +1500,7 @@ void kaction_destroy(kaction *k, int flush_ms) {
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->pump, NULL);
     stop_meta(k);
-    int64_t left = deadline - ka_now_ms();
+    int64_t left = deadline - ec_wall_ms();
     atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
     pthread_mutex_lock(&k->mu);

@@ -23,6 +23,7 @@
 
 #include "../buffer/ramq.h"
 #include "../buffer/segq.h"
+#include "../core/clock.h"
 #include "../sink/kheaders.h"
 #include "../sink/tmpl.h"
 #include "kaction.h"
@@ -271,7 +272,6 @@ struct kaction {
 };
 
 /* -- kaction.c -- */
-int64_t ka_now_ms(void);
 bool ka_ram_any(const kqueue *q);                /* the RAM part holds records (k->mu) */
 uint32_t ka_ram_head_est(kaction *k, kqueue *q); /* the estimate of its oldest (0: none) */
 /* its oldest, out of the buffer (k->mu); NULL: none or out of memory */

@@ -5,7 +5,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "../core/clock.h"
 
 typedef struct handle_ref {
     void *h;
@@ -38,10 +39,7 @@ static koauth_stats stats;
 static int64_t (*clock_fn)(void);
 
 static int64_t now_ms(void) {
-    if (clock_fn) return clock_fn();
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_fn ? clock_fn() : ec_wall_ms();
 }
 
 void koauth_set_clock(int64_t (*fn)(void)) {

@@ -15,8 +15,8 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/userprops.h"
 #include "../kafka/kaction.h"
 #include "../sql/sql_eval.h"
@@ -180,12 +180,6 @@ static value pub_props(ErlNifEnv *env, ERL_NIF_TERM props, arena *a) {
     return out;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* false when the term is not a #message{} record */
 static bool message_columns(ErlNifEnv *env, ERL_NIF_TERM msg, ERL_NIF_TERM node, arena *a,
                             value *cols) {
@@ -241,7 +235,7 @@ static bool message_columns(ErlNifEnv *env, ERL_NIF_TERM msg, ERL_NIF_TERM node,
     COL("publish_received_at", v_int(ts));
     COL("client_attrs", attrs);
     COL("event", V_ATOM("message.publish"));
-    COL("timestamp", v_int(now_ms()));
+    COL("timestamp", v_int(ec_wall_ms()));
     COL("node", v_bin((const char *)nodeb.data, nodeb.size));
 #undef COL
     return true;

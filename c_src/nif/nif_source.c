@@ -13,8 +13,8 @@
  * after that, so what was acknowledged is in the action's buffer. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/rng.h"
 #include "../mqtt/msrc.h"
 #include "nif_atoms.h"
@@ -81,12 +81,6 @@ int nif_source_open_type(ErlNifEnv *env, ErlNifResourceFlags flags) {
     return nif_source_type ? 0 : -1;
 }
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* on the subscriber thread */
 static void on_msg(void *ud, const msrc_msg *m) {
     source_ctx *r = ud;
@@ -103,7 +97,7 @@ static void on_msg(void *ud, const msrc_msg *m) {
     char hex[33];
     snprintf(hex, sizeof hex, "%016llX%016llX", (unsigned long long)rng_next(),
              (unsigned long long)rng_next());
-    int64_t now = now_ms();
+    int64_t now = ec_wall_ms();
     value attrs = v_map_new(a, 0, &ok);
 #define COL(name, v) v_map_append(a, &cols, V_ATOM(name), (v))
     COL("id", v_bin(hex, 32));
