@@ -705,7 +705,7 @@ ec_status kaction_send(kaction *k, const value *ctx, void *token, ec_error *err)
                      KACTION_MAX_TOPICS);
         goto failed;
     }
-    if (t->count == 0 && ec_wall_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
+    if (t->count == 0 && ec_mono_ms() < t->next_refresh_ms) { /* known unknown topic (cached) */
         pthread_mutex_unlock(&k->mu);
         st = ec_fail(err, EC_EINVAL, "resolved_to_unknown_topic: %s", t->name);
         goto failed;
@@ -963,7 +963,7 @@ static void refresh_topic(kaction *k, ktopic *t, int32_t n) {
     if (n > 0 && k->partitions_limit > 0 && n > k->partitions_limit) n = k->partitions_limit;
     ktaken failed = {0}, lost = {0}, dropped = {0};
     pthread_mutex_lock(&k->mu);
-    int64_t now = ec_wall_ms();
+    int64_t now = ec_mono_ms();
     if (n < 0) { /* Kafka unreachable: keep buffering, ask again soon */
         t->next_refresh_ms = now + UNRESOLVED_RETRY_MS;
     } else if (n == 0 && t == k->fixed && t->count > 0) {
@@ -1029,7 +1029,7 @@ static bool sendable(kaction *k) {
             kqueue *q = t->parts[p];
             if (q->stage.n) return true;
             if (p >= t->count) continue;
-            bool readable = q->dq_n && (!q->read_again_ms || ec_wall_ms() >= q->read_again_ms);
+            bool readable = q->dq_n && (!q->read_again_ms || ec_mono_ms() >= q->read_again_ms);
             uint32_t e = ka_ram_head_est(k, q);
             if (!e) e = q->peek ? q->peek->est : readable ? 1 : 0;
             if (e && ka_window_room(k, q, e)) return true;
@@ -1134,7 +1134,8 @@ static void *pump_main(void *arg) {
     ktaken gone = {0}; /* expired or failed records to answer */
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
-        int64_t now = k->now_ms = ec_wall_ms();
+        /* now: timers and stalls; wall: the age of buffered records */
+        int64_t now = k->now_ms = ec_mono_ms(), wall = ec_wall_ms();
         /* delivery reports and errors first (without the lock) */
         k->events = false;
         pthread_mutex_unlock(&k->mu);
@@ -1152,9 +1153,9 @@ static void *pump_main(void *arg) {
         }
         if (k->max_age_ms) { /* stale records leave the buffer (EMQX: dropped.expired) */
             for (ktopic *t = k->topics; t; t = t->next) {
-                expire_queue(k, &t->pending, now, &gone);
+                expire_queue(k, &t->pending, wall, &gone);
                 for (int32_t p = 0; p < t->cap; p++)
-                    expire_queue(k, t->parts[p], now, &gone);
+                    expire_queue(k, t->parts[p], wall, &gone);
             }
             if (gone.list || gone.toks.count) {
                 pthread_mutex_unlock(&k->mu);
@@ -1197,7 +1198,7 @@ static void *pump_main(void *arg) {
         if (k->dir) { /* disk work without k->mu (senders are never held up by file I/O) */
             int before = nb;
             pthread_mutex_unlock(&k->mu);
-            kdisk_work(k, now, batch, &nb);
+            kdisk_work(k, wall, batch, &nb);
             pthread_mutex_lock(&k->mu);
             for (int i = before; i < nb; i++)
                 tops[i] = batch[i].r ? batch[i].r->topic : batch[i].t;
@@ -1489,8 +1490,8 @@ void kaction_reset_metrics(kaction *k) { /* counters only; gauges keep their val
 void kaction_destroy(kaction *k, int flush_ms) {
     if (!k) return;
     /* let the pump drain the buffers into librdkafka for up to flush_ms */
-    int64_t deadline = ec_wall_ms() + flush_ms;
-    while (atomic_load(&k->m.queuing) > 0 && ec_wall_ms() < deadline) {
+    int64_t deadline = ec_mono_ms() + flush_ms;
+    while (atomic_load(&k->m.queuing) > 0 && ec_mono_ms() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -1500,7 +1501,7 @@ void kaction_destroy(kaction *k, int flush_ms) {
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->pump, NULL);
     stop_meta(k);
-    int64_t left = deadline - ec_wall_ms();
+    int64_t left = deadline - ec_mono_ms();
     atomic_store(&k->closing, true); /* disk mode: what is not acknowledged stays on disk */
     kprod_destroy(k->p, left > 0 ? (int)left : 0); /* in-flight records get their reports */
     pthread_mutex_lock(&k->mu);

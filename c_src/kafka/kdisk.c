@@ -416,12 +416,12 @@ static int dq_read(kaction *k, kqueue *q, drec *dr, uint64_t *id, void **tok, se
         const void *d;
         uint32_t n;
         ec_error err;
-        if (q->read_again_ms && ec_wall_ms() < q->read_again_ms) return 0;
+        if (q->read_again_ms && ec_mono_ms() < q->read_again_ms) return 0;
         int got = segq_next_pinned(q->dq, &d, &n, id, pin, &err);
         if (got != 1) {
             if (got == 0) ec_fail(&err, EC_EINVAL, "records missing from the disk buffer");
             fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
-            q->read_again_ms = ec_wall_ms() + READ_RETRY_MS;
+            q->read_again_ms = ec_mono_ms() + READ_RETRY_MS;
             return 0;
         }
         q->read_again_ms = 0;
