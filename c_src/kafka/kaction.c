@@ -1221,10 +1221,7 @@ static void *pump_main(void *arg) {
             if (!nk) continue; /* more may be waiting: no sleep */
             stalled = true;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += PUMP_IDLE_WAIT_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        struct timespec until = ec_deadline(PUMP_IDLE_WAIT_MS);
         atomic_store(&k->pump_idle, true);
         /* reports came, or a delivery made room, before it saw pump_idle */
         if (k->events || (!stalled && sendable(k))) {
@@ -1394,7 +1391,7 @@ ec_status kaction_new(const kconf_connector *conn, const kconf_action *act, kact
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&k->mu, &ma);
     pthread_mutexattr_destroy(&ma);
-    pthread_cond_init(&k->cv, NULL);
+    ec_cond_init(&k->cv);
     pthread_cond_init(&k->meta_cv, NULL);
     pthread_mutex_init(&k->dmu, NULL);
     if (k->fixed_topic) k->fixed = topic_get(k, act->topic, strlen(act->topic));

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../core/clock.h"
 #include "../core/userprops.h"
 #include "../kafka/kconf.h"
 
@@ -237,9 +237,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 
 /* sleeps up to secs unless stopping; true when stopping */
 static bool wait_or_stop(msrc *s, int secs) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += secs;
+    struct timespec until = ec_deadline((int64_t)secs * 1000);
     pthread_mutex_lock(&s->mu);
     while (!s->stopping && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0) {
     }
@@ -255,12 +253,6 @@ static bool is_stopping(msrc *s) {
     return stop;
 }
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Whether the broker takes a TCP connection, tried without blocking first:
  * libmosquitto's connect blocks until the kernel gives up (about two
  * minutes where SYNs are dropped), and the source could not stop meanwhile.
@@ -272,7 +264,7 @@ static int reach(msrc *s) {
     snprintf(port, sizeof port, "%d", s->c.port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     if (getaddrinfo(s->c.host, port, &hints, &res) != 0) return 0;
-    double deadline = mono_s() + s->c.connect_timeout_ms / 1000.0;
+    int64_t deadline = ec_mono_ms() + (int64_t)s->c.connect_timeout_ms;
     int err = ETIMEDOUT;
     for (struct addrinfo *ai = res; ai && err && err != -1; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -286,7 +278,7 @@ static int reach(msrc *s) {
             err = errno;
         } else {
             err = ETIMEDOUT;
-            while (mono_s() < deadline) {
+            while (ec_mono_ms() < deadline) {
                 if (is_stopping(s)) {
                     err = -1;
                     break;
@@ -394,7 +386,7 @@ ec_status msrc_start(const msrc_conf *c, msrc_cb cb, void *ud, msrc **out, ec_er
     s->cb = cb;
     s->ud = ud;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    ec_cond_init(&s->cv);
     s->mosq = mosquitto_new(s->c.clientid, s->c.clean_start, s);
     if (!s->mosq) {
         msrc_stop(s);
