@@ -1,16 +1,22 @@
-%% @doc One connector and its actions: runs health checks every
-%% health_check_interval (each on a dirty I/O scheduler, bounded by
-%% health_check_timeout), installs actions once the connector is connected,
-%% retries failed installs, and reports statuses by EMQX's rules
-%% (emqx_confluent_status). Sending does not pass through this process:
-%% callers take the action resource (action/2) and call the NIF directly.
+%% @doc One connector and its actions: health checks (each on a dirty I/O
+%% scheduler, bounded by health_check_timeout), actions installed once the
+%% connector is connected and failed installs retried, statuses reported by
+%% EMQX's rules (emqx_confluent_status). Sending does not pass through this
+%% process: callers take the action resource (action/2) and call the NIF
+%% directly.
 %%
-%% The periodic round of checks runs in a worker process, so status reads,
-%% adds and removals are answered while Kafka is slow to answer a check; its
-%% results apply to the actions it checked (one removed or replaced meanwhile
-%% keeps what it has). Installs and removals stay in this process, one at a
-%% time, so an action's name never has two resources at once (a disk-mode
-%% action owns its buffer directory); adding an action checks that action alone.
+%% The connector is checked every health_check_interval of its own
+%% resource_opts; each action, and the install of one not installed yet,
+%% every health_check_interval of the action's, bounded by the action's
+%% health_check_timeout (the connector's when absent), as EMQX checks its
+%% channels; actions waiting for the connector are installed as soon as it
+%% connects. A round of the checks due runs in a worker process, so status
+%% reads, adds and removals are answered while Kafka is slow to answer a
+%% check; its results apply to the actions it checked (one removed or
+%% replaced meanwhile keeps what it has). Installs and removals stay in this
+%% process, one at a time, so an action's name never has two resources at
+%% once (a disk-mode action owns its buffer directory); adding an action
+%% checks that action alone.
 -module(emqx_confluent_connector).
 -behaviour(gen_server).
 
@@ -22,7 +28,9 @@
 
 -record(action, {conf :: map(), res :: undefined | emqx_confluent_nif:action(),
                  install = not_installed :: not_installed | {install_failed, binary()} | installed,
-                 check = pending :: emqx_confluent_status:check()}).
+                 check = pending :: emqx_confluent_status:check(),
+                 interval :: pos_integer(), timeout :: pos_integer() | infinity,
+                 due = 0 :: integer()}). %% monotonic ms of its next check or install
 
 -record(st, {name :: binary(), conf :: map(), conn :: emqx_confluent_nif:connector(),
              started = false :: boolean(), check = pending :: emqx_confluent_status:check(),
@@ -32,8 +40,9 @@
              notified = #{} :: #{binary() => emqx_confluent_nif:action()},
              %% the round of checks running, the check_now callers it answers,
              %% and those who asked during it (answered after the next round)
-             round :: undefined | {pid(), reference()}, waiting = [] :: [gen_server:from()],
-             next = [] :: [gen_server:from()]}).
+             round :: undefined | {pid(), reference(), All :: boolean(), Conn :: boolean()},
+             waiting = [] :: [gen_server:from()], next = [] :: [gen_server:from()],
+             due = 0 :: integer()}). %% monotonic ms of the connector's next check
 
 %% @doc Starts the connector process; a configuration the NIF refuses is
 %% returned as `{error, #{message := <<"field.path: why">>}}'.
@@ -69,7 +78,7 @@ init({Name, Conf, Opts}) ->
                      owner = maps:get(owner, Opts, undefined), tab = maps:get(tab, Opts, undefined),
                      interval = duration_ms(maps:get(<<"health_check_interval">>, RO, <<"15s">>)),
                      timeout = duration_ms(maps:get(<<"health_check_timeout">>, RO, <<"60s">>))},
-            {ok, publish(start_round(St))}; %% the first round right after start
+            {ok, publish(start_round(St, true))}; %% the first round right after start
         {error, E} ->
             {stop, {config, E}}
     end.
@@ -79,8 +88,9 @@ handle_call(status, _From, St) ->
 handle_call({add_action, Name, Conf}, _From, St) ->
     %% one that had the name goes first (its resource destroyed)
     _ = [destroy(Old) || {ok, Old} <- [maps:find(Name, St#st.actions)]],
-    A = install(#action{conf = Conf}, St),
-    {reply, ok, publish(St#st{actions = (St#st.actions)#{Name => A}})};
+    A = install(new_action(Conf, St), St),
+    Acts = (St#st.actions)#{Name => A#action{due = now_ms() + A#action.interval}},
+    {reply, ok, publish(arm(St#st{actions = Acts}))};
 handle_call({remove_action, Name}, _From, St) ->
     case maps:take(Name, St#st.actions) of
         {A, Rest} ->
@@ -99,20 +109,20 @@ handle_call({action, Name}, _From, St) ->
         error -> {reply, {error, not_found}, St}
     end;
 handle_call(check_now, From, #st{round = undefined} = St) ->
-    {noreply, start_round(St#st{waiting = [From]})};
+    {noreply, start_round(St#st{waiting = [From]}, true)};
 handle_call(check_now, From, St) ->
     {noreply, St#st{next = [From | St#st.next]}}.
 
 handle_cast(_Msg, St) -> {noreply, St}.
 
 handle_info(check, #st{round = undefined} = St) ->
-    {noreply, start_round(St#st{timer = undefined})};
+    {noreply, start_round(St#st{timer = undefined}, false)};
 handle_info(check, St) ->
     {noreply, St#st{timer = undefined}}; %% the next is set when the running round ends
-handle_info({round_done, Pid, Result}, #st{round = {Pid, MRef}} = St) ->
+handle_info({round_done, Pid, Result}, #st{round = {Pid, MRef, _, _}} = St) ->
     erlang:demonitor(MRef, [flush]),
     {noreply, end_round(Result, St)};
-handle_info({'DOWN', MRef, process, Pid, Why}, #st{round = {Pid, MRef}} = St) ->
+handle_info({'DOWN', MRef, process, Pid, Why}, #st{round = {Pid, MRef, _, _}} = St) ->
     %% the round itself failed (the checks in it are bounded and caught):
     %% the connector's check carries the reason, the actions keep theirs
     {noreply, end_round({{error, reason(Why)}, []}, St)};
@@ -144,54 +154,107 @@ publish(#st{tab = Tab, owner = Owner} = St) ->
 
 %% ---- internals -------------------------------------------------------------
 
-%% A round of checks in a worker: the connector's, then (when that leaves it
-%% connected) every installed action's, as the actions were at its start.
-start_round(St) ->
+%% A round of checks in a worker: the connector's when due (All: everything
+%% is due), then, when that leaves it connected, each installed action's that
+%% is due, as the actions were at the round's start.
+start_round(St, All) ->
     _ = St#st.timer =/= undefined andalso erlang:cancel_timer(St#st.timer),
     Self = self(),
-    #st{conn = Conn, timeout = T, started = Started} = St,
-    Installed = [{N, Res} || {N, #action{install = installed, res = Res}} <- maps:to_list(St#st.actions)],
+    Now = now_ms(),
+    #st{conn = Conn, timeout = T, started = Started, check = Last} = St,
+    ConnDue = All orelse Now >= St#st.due,
+    Due = [{N, Res, AT} || {N, #action{install = installed, res = Res, due = D, timeout = AT}}
+                               <- maps:to_list(St#st.actions), All orelse Now >= D],
     {Pid, MRef} =
         spawn_monitor(fun() ->
-                              Check = bounded(fun() -> ?NIF:connector_health(Conn) end, T),
+                              Check = case ConnDue of
+                                          true -> bounded(fun() -> ?NIF:connector_health(Conn) end, T);
+                                          false -> Last
+                                      end,
                               Checks = case conn_status(Started orelse Check =:= ok, Check) of
                                            connected ->
-                                               [{N, Res, bounded(fun() -> ?NIF:action_health(Res) end, T)}
-                                                || {N, Res} <- Installed];
+                                               [{N, Res, bounded(fun() -> ?NIF:action_health(Res) end, AT)}
+                                                || {N, Res, AT} <- Due];
                                            _ ->
                                                []
                                        end,
                               Self ! {round_done, self(), {Check, Checks}}
                       end),
-    St#st{round = {Pid, MRef}, timer = undefined}.
+    St#st{round = {Pid, MRef, All, ConnDue}, timer = undefined}.
 
-%% a round's results applied to the actions it checked that are still there
-%% with the same resource; actions not installed are installed now when the
-%% connector is connected; the callers answered, the next round set (at once
-%% for those who asked during this one)
-end_round({Check, Checks}, St0) ->
-    St = St0#st{check = Check, started = St0#st.started orelse Check =:= ok, round = undefined},
-    Acts = lists:foldl(fun({N, Res, C}, Acc) ->
-                               case maps:find(N, Acc) of
-                                   {ok, #action{res = Res, install = installed} = A} ->
-                                       Acc#{N => A#action{check = C}};
-                                   _ ->
-                                       Acc
-                               end
-                       end, St#st.actions, Checks),
-    St1 = St#st{actions = Acts},
-    St2 = publish(St1#st{actions = maps:map(fun(_, A) -> install(A, St1) end, Acts)}),
+%% A round's results applied to the actions it checked that are still there
+%% with the same resource; each action that was due and is not installed (or
+%% any not installed, when the connector has just connected) is installed now
+%% when the connector is connected, and its next turn set; the
+%% callers answered, the next round set for the earliest turn (at once for
+%% those who asked during this one).
+end_round({Check, Checks}, #st{round = {_, _, All, ConnDue}} = St0) ->
+    Now = now_ms(),
+    St = case ConnDue of
+             true -> St0#st{check = Check, started = St0#st.started orelse Check =:= ok,
+                            due = Now + St0#st.interval};
+             false -> St0
+         end,
+    Checked = lists:foldl(fun({N, Res, C}, Acc) ->
+                                  case maps:find(N, Acc) of
+                                      {ok, #action{res = Res, install = installed} = A} ->
+                                          Acc#{N => A#action{check = C}};
+                                      _ ->
+                                          Acc
+                                  end
+                          end, St#st.actions, Checks),
+    St1 = St#st{actions = Checked, round = undefined},
+    %% actions waiting for the connector are installed as soon as it connects
+    Up = conn_status(St0) =/= connected andalso conn_status(St1) =:= connected,
+    Acts = maps:map(fun(_, #action{due = D, interval = I, install = Inst} = A)
+                          when All; Now >= D; Up andalso Inst =/= installed ->
+                            (install(A, St1))#action{due = Now + I};
+                       (_, A) ->
+                            A
+                    end, Checked),
+    St2 = publish(St1#st{actions = Acts}),
     [gen_server:reply(From, ok) || From <- St2#st.waiting],
     case St2#st.next of
-        [] -> St2#st{waiting = [], timer = erlang:send_after(St2#st.interval, self(), check)};
-        Next -> start_round(St2#st{waiting = Next, next = []})
+        [] -> arm(St2#st{waiting = []});
+        Waiting -> start_round(St2#st{waiting = Waiting, next = []}, true)
     end.
+
+%% the timer set for the earliest turn (unless a round runs: it sets it)
+arm(#st{round = undefined} = St) ->
+    _ = St#st.timer =/= undefined andalso erlang:cancel_timer(St#st.timer),
+    Next = lists:min([St#st.due | [D || #action{due = D} <- maps:values(St#st.actions)]]),
+    St#st{timer = erlang:send_after(max(0, Next - now_ms()), self(), check)};
+arm(St) ->
+    St.
 
 conn_status(St) ->
     conn_status(St#st.started, St#st.check).
 
 conn_status(Started, Check) ->
     element(1, emqx_confluent_status:connector(Started, Check)).
+
+%% an action from its configuration: its own check interval and timeout
+new_action(Conf, St) ->
+    RO = maps:get(<<"resource_opts">>, Conf, #{}),
+    #action{conf = Conf,
+            interval = case opt_ms(RO, <<"health_check_interval">>) of
+                           Ms when is_integer(Ms) -> Ms;
+                           _ -> 15000
+                       end,
+            timeout = case opt_ms(RO, <<"health_check_timeout">>) of
+                          undefined -> St#st.timeout;
+                          T -> T
+                      end}.
+
+%% a duration of resource_opts (an integer, or infinity), undefined when
+%% absent or not a duration (the API's validation refuses those first)
+opt_ms(RO, Key) ->
+    case maps:find(Key, RO) of
+        {ok, D} -> try duration_ms(D) catch error:_ -> undefined end;
+        error -> undefined
+    end.
+
+now_ms() -> erlang:monotonic_time(millisecond).
 
 %% an action not installed, installed when the connector is connected (a
 %% fixed topic that Kafka does not know fails the install)
@@ -202,7 +265,7 @@ install(#action{conf = Conf} = A, St) ->
         connected ->
             case ?NIF:action_new(St#st.conf, Conf) of
                 {ok, Res} ->
-                    case bounded(fun() -> ?NIF:action_health(Res) end, St#st.timeout) of
+                    case bounded(fun() -> ?NIF:action_health(Res) end, A#action.timeout) of
                         ok ->
                             A#action{res = Res, install = installed, check = ok};
                         Failed ->

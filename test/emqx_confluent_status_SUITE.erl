@@ -18,7 +18,8 @@ all() ->
     [t_rules, t_connected, t_unreachable_disconnected, t_wrong_secret_disconnected,
      t_never_disconnected_after_start, t_action_missing_topic_then_created,
      t_action_not_installed_while_connector_down, t_auto_topic_creation_allowed,
-     t_bad_config_refused, t_calls_answered_during_slow_check].
+     t_bad_config_refused, t_calls_answered_during_slow_check, t_action_own_interval,
+     t_action_installed_when_connector_connects].
 
 t_rules(_) ->
     E = {error, <<"boom">>},
@@ -80,7 +81,9 @@ t_action_missing_topic_then_created(_) ->
     Topic = ec_test_util:unique_topic(<<"act">>),
     {ok, C} = ?C:start_link(<<"c5">>, fast(ec_test_util:connector_conf(plain))),
     _ = wait_status(fun() -> ?C:status(C) end, connected),
-    ok = ?C:add_action(C, <<"a1">>, #{<<"parameters">> => #{<<"topic">> => Topic}}),
+    %% the install is retried every health_check_interval of the action's
+    ok = ?C:add_action(C, <<"a1">>, #{<<"parameters">> => #{<<"topic">> => Topic},
+                                      <<"resource_opts">> => #{<<"health_check_interval">> => <<"200ms">>}}),
     Want = <<"Unknown topic or partition: ", Topic/binary>>,
     ?assertEqual(#{status => disconnected, status_reason => Want}, ?C:action_status(C, <<"a1">>)),
     ?assertEqual({error, not_installed}, ?C:action(C, <<"a1">>)),
@@ -161,3 +164,47 @@ blackhole() ->
 hole(L, Held) ->
     {ok, S} = gen_tcp:accept(L),
     hole(L, [S | Held]).
+
+%% Each action is checked, and its install retried, every
+%% health_check_interval of its own (as EMQX checks its channels), not the
+%% connector's: with the connector's at one hour, an action whose topic
+%% appears later connects within its own 200 ms; one left at the default
+%% (15 s) has not yet.
+t_action_own_interval(_) ->
+    Topic = ec_test_util:unique_topic(<<"own">>),
+    Conf = (ec_test_util:connector_conf(plain))#{<<"resource_opts">> => #{<<"health_check_interval">> => <<"1h">>}},
+    {ok, C} = ?C:start_link(<<"c10">>, Conf),
+    _ = wait_status(fun() -> ?C:status(C) end, connected),
+    ok = ?C:add_action(C, <<"fast">>, #{<<"parameters">> => #{<<"topic">> => Topic},
+                                        <<"resource_opts">> => #{<<"health_check_interval">> => <<"200ms">>}}),
+    ok = ?C:add_action(C, <<"slow">>, #{<<"parameters">> => #{<<"topic">> => Topic}}),
+    Missing = #{status => disconnected, status_reason => <<"Unknown topic or partition: ", Topic/binary>>},
+    ?assertEqual(Missing, ?C:action_status(C, <<"fast">>)),
+    ok = ec_test_util:create_topic(Topic, 1),
+    ?assertEqual(#{status => connected}, wait_status(fun() -> ?C:action_status(C, <<"fast">>) end, connected)),
+    ?assertEqual(Missing, ?C:action_status(C, <<"slow">>)),
+    ok = ?C:stop(C).
+
+%% An action added while Kafka is unreachable is installed as soon as the
+%% connector connects, not one action interval (here an hour) later.
+t_action_installed_when_connector_connects(_) ->
+    Topic = ec_test_util:unique_topic(<<"up">>),
+    ok = ec_test_util:create_topic(Topic, 1),
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    ok = gen_tcp:close(L), %% refused until the proxy listens there
+    Conf = #{<<"type">> => <<"kafka_producer">>,
+             <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
+             <<"metadata_request_timeout">> => <<"300ms">>,
+             <<"resource_opts">> => #{<<"health_check_interval">> => <<"300ms">>}},
+    {ok, C} = ?C:start_link(<<"c11">>, Conf),
+    _ = wait_status(fun() -> ?C:status(C) end, disconnected),
+    ok = ?C:add_action(C, <<"a">>, #{<<"parameters">> => #{<<"topic">> => Topic},
+                                     <<"resource_opts">> => #{<<"health_check_interval">> => <<"1h">>}}),
+    ?assertEqual(#{status => disconnected, status_reason => <<"Resource not operational">>},
+                 ?C:action_status(C, <<"a">>)),
+    [_, KPort] = binary:split(ec_test_util:kafka(<<"KAFKA_PLAINTEXT">>), <<":">>),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, binary_to_integer(KPort)),
+    ?assertEqual(#{status => connected}, wait_status(fun() -> ?C:action_status(C, <<"a">>) end, connected)),
+    ok = ?C:stop(C),
+    exit(Proxy, kill).
