@@ -130,6 +130,10 @@ handle_info(_Other, St) ->
     {noreply, St}.
 
 terminate(_Reason, St) ->
+    case St#st.round of
+        {Pid, _, _, _} -> exit(Pid, kill); %% its checks end on their own, unanswered
+        undefined -> ok
+    end,
     [?NIF:action_destroy(Res) || #action{res = Res} <- maps:values(St#st.actions), Res =/= undefined],
     St#st.tab =/= undefined andalso
         [ets:delete(St#st.tab, K) || K <- [{connector, St#st.name} |

@@ -59,7 +59,7 @@ typedef struct krec {
     int32_t partition;
     uint32_t est;
     int64_t ts;
-    int64_t born_ms; /* max_batch_age set: when the record was buffered (else 0) */
+    int64_t born_ms; /* max_batch_age set: when the record was buffered, wall clock (else 0) */
     char *key, *val;
     uint32_t klen, vlen, nh;
     kprod_header *hdrs;
@@ -218,7 +218,7 @@ struct kaction {
     bool idle_room;         /* (mu) it went to sleep with room in a window: a new record can go */
     bool events;            /* (mu) librdkafka has reports or errors for the pump */
     uint32_t trouble, trouble_seen; /* the pump's: broker connection failures seen */
-    int64_t now_ms;                 /* the pump's clock for this turn */
+    int64_t now_ms;                 /* the pump's monotonic clock for this turn */
     int64_t
         stall_ms;  /* STALL_MS, plus twice max_linger_time (librdkafka holds records that long) */
     kout *batch;   /* the pump's batch (PUMP_BATCH), and per record: */
