@@ -1134,8 +1134,9 @@ static void *pump_main(void *arg) {
     ktaken gone = {0}; /* expired or failed records to answer */
     pthread_mutex_lock(&k->mu);
     while (!k->stop) {
-        /* now: timers and stalls; wall: the age of buffered records */
-        int64_t now = k->now_ms = ec_mono_ms(), wall = ec_wall_ms();
+        /* now: timers and stalls; wall: the age of buffered records (read
+         * only where records have one) */
+        int64_t now = k->now_ms = ec_mono_ms(), wall = k->max_age_ms ? ec_wall_ms() : 0;
         /* delivery reports and errors first (without the lock) */
         k->events = false;
         pthread_mutex_unlock(&k->mu);

@@ -307,8 +307,8 @@ void ka_window_take(kaction *k, kqueue *q, uint32_t est);
 const uint8_t *kdisk_hdrs_walk(const uint8_t *p, const uint8_t *end, uint32_t n, size_t *lens,
                                kprod_header *out);
 /* the pump's disk work for every queue, sending into batch (no lock held);
- * now: the wall clock (records' ages, the sync interval) */
-void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb);
+ * wall: the wall clock for records' ages (syncs are timed by k->now_ms) */
+void kdisk_work(kaction *k, int64_t wall, kout *batch, int *nb);
 ec_status kdisk_replay_all(kaction *k, ktopic *t, ec_error *err); /* disk mode, at start */
 ec_status kdisk_wipe(const char *dir, ec_error *err);             /* hybrid, at start */
 uint64_t kdisk_close_queue(kaction *k, kqueue *q, krec **rest);

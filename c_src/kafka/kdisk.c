@@ -797,7 +797,7 @@ static bool has_disk_work(const kqueue *q) {
 
 /* The pump's disk work for every queue (no lock held): see dq_turn; and
  * in disk mode what was written made durable every DISK_FSYNC_MS. */
-void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb) {
+void kdisk_work(kaction *k, int64_t wall, kout *batch, int *nb) {
     dq_out out = {0};
     pthread_mutex_lock(&k->mu);
     ktopic *topics = k->topics; /* entries are only added in front, freed by destroy */
@@ -811,12 +811,13 @@ void kdisk_work(kaction *k, int64_t now, kout *batch, int *nb) {
             settle(q); /* moved here from the pending queue this turn */
             bool work = has_disk_work(q);
             pthread_mutex_unlock(&k->mu);
-            if (work) dq_turn(k, t, q, now, batch, nb, &out);
+            if (work) dq_turn(k, t, q, wall, batch, nb, &out);
             /* what was written is in the file before any record is sent (and in
              * disk mode durable every DISK_FSYNC_MS) */
             ec_error err;
-            if (q->dq && (segq_flush(q->dq, &err) || (k->mode == KCONF_BUF_DISK &&
-                                                      segq_maybe_sync(q->dq, (uint64_t)now, &err))))
+            if (q->dq &&
+                (segq_flush(q->dq, &err) ||
+                 (k->mode == KCONF_BUF_DISK && segq_maybe_sync(q->dq, (uint64_t)k->now_ms, &err))))
                 fprintf(stderr, "emqx_confluent: disk buffer: %s\n", err.msg);
         }
     }
