@@ -36,18 +36,23 @@ void ramq_pool_free(ramq_pool *pool) {
     pool->bytes = 0;
 }
 
+/* c to the allocator, or onto the list *gc (when gc is set) for ramq_gc_free */
+static void give_back(ramq_chunk *c, ramq_chunk **gc) {
+    if (gc) {
+        c->next = *gc;
+        *gc = c;
+    } else {
+        free(c);
+    }
+}
+
 void ramq_pool_trim(ramq_pool *pool, uint64_t keep, ramq_chunk **gc) {
     for (int c = RAMQ_CLASSES - 1; c >= 0 && pool->bytes > keep; c--)
         while (pool->free[c] && pool->bytes > keep) {
             ramq_chunk *k = pool->free[c];
             pool->free[c] = k->next;
             pool->bytes -= k->size;
-            if (gc) {
-                k->next = *gc;
-                *gc = k;
-            } else {
-                free(k);
-            }
+            give_back(k, gc);
         }
 }
 
@@ -89,11 +94,8 @@ static void chunk_free_to(ramq *q, ramq_chunk *c, ramq_chunk **gc) {
         c->next = pool->free[cl];
         pool->free[cl] = c;
         pool->bytes += c->size;
-    } else if (gc) {
-        c->next = *gc;
-        *gc = c;
     } else {
-        free(c);
+        give_back(c, gc);
     }
 }
 
