@@ -73,11 +73,10 @@ check_now(Pid) -> gen_server:call(Pid, check_now, infinity).
 init({Name, Conf, Opts}) ->
     case ?NIF:connector_new(Conf) of
         {ok, Conn} ->
-            RO = maps:get(<<"resource_opts">>, Conf, #{}),
+            {Interval, Timeout} = check_opts(Conf, 60000),
             St = #st{name = Name, conf = Conf, conn = Conn,
                      owner = maps:get(owner, Opts, undefined), tab = maps:get(tab, Opts, undefined),
-                     interval = duration_ms(maps:get(<<"health_check_interval">>, RO, <<"15s">>)),
-                     timeout = duration_ms(maps:get(<<"health_check_timeout">>, RO, <<"60s">>))},
+                     interval = Interval, timeout = Timeout},
             {ok, publish(start_round(St, true))}; %% the first round right after start
         {error, E} ->
             {stop, {config, E}}
@@ -134,7 +133,7 @@ terminate(_Reason, St) ->
         {Pid, _, _, _} -> exit(Pid, kill); %% its checks end on their own, unanswered
         undefined -> ok
     end,
-    [?NIF:action_destroy(Res) || #action{res = Res} <- maps:values(St#st.actions), Res =/= undefined],
+    lists:foreach(fun destroy/1, maps:values(St#st.actions)),
     St#st.tab =/= undefined andalso
         [ets:delete(St#st.tab, K) || K <- [{connector, St#st.name} |
                                           [{action, A} || A <- maps:keys(St#st.actions)]]],
@@ -239,24 +238,28 @@ conn_status(Started, Check) ->
 
 %% an action from its configuration: its own check interval and timeout
 new_action(Conf, St) ->
-    RO = maps:get(<<"resource_opts">>, Conf, #{}),
-    #action{conf = Conf,
-            interval = case opt_ms(RO, <<"health_check_interval">>) of
-                           Ms when is_integer(Ms) -> Ms;
-                           _ -> 15000
-                       end,
-            timeout = case opt_ms(RO, <<"health_check_timeout">>) of
-                          undefined -> St#st.timeout;
-                          T -> T
-                      end}.
+    {Interval, Timeout} = check_opts(Conf, St#st.timeout),
+    #action{conf = Conf, interval = Interval, timeout = Timeout}.
 
-%% a duration of resource_opts (an integer, or infinity), undefined when
-%% absent or not a duration (the API's validation refuses those first)
-opt_ms(RO, Key) ->
-    case maps:find(Key, RO) of
-        {ok, D} -> try duration_ms(D) catch error:_ -> undefined end;
-        error -> undefined
-    end.
+%% {health_check_interval, health_check_timeout} of a connector's or an
+%% action's resource_opts in ms (15 s and DefaultTimeout when absent or not a
+%% duration: the API's validation refuses those first)
+check_opts(Conf, DefaultTimeout) ->
+    RO = maps:get(<<"resource_opts">>, Conf, #{}),
+    Ms = fun(Key) ->
+                 case maps:find(Key, RO) of
+                     {ok, D} -> try duration_ms(D) catch error:_ -> undefined end;
+                     error -> undefined
+                 end
+         end,
+    {case Ms(<<"health_check_interval">>) of
+         I when is_integer(I) -> I;
+         _ -> 15000
+     end,
+     case Ms(<<"health_check_timeout">>) of
+         undefined -> DefaultTimeout;
+         T -> T
+     end}.
 
 now_ms() -> erlang:monotonic_time(millisecond).
 
