@@ -7,7 +7,7 @@
          kafka/0, kafka/1, mqtt/0,
          sasl_ssl_props/0, sasl_ssl_props/1, plaintext_props/0,
          unique_topic/1, consume/2, consume/3, wait_until/2, create_topic/2, delete_topic/1, topics/0,
-         connector_conf/1, connector_conf/2, ensure_distributed/1]).
+         connector_conf/1, connector_conf/2, ensure_distributed/1, kafka_port/0, free_port/0]).
 
 %% @doc The project checkout (holds Makefile and scripts/).
 root() ->
@@ -87,6 +87,19 @@ consume_loop(Topic, Min, Deadline) ->
                 false -> timer:sleep(200), consume_loop(Topic, Min, Deadline)
             end
     end.
+
+%% @doc The port of the test broker's PLAINTEXT listener on 127.0.0.1.
+kafka_port() ->
+    [_, P] = binary:split(kafka(<<"KAFKA_PLAINTEXT">>), <<":">>),
+    binary_to_integer(P).
+
+%% @doc A port on 127.0.0.1 that nothing listens on: connections to it are
+%% refused until something does (a proxy opened later).
+free_port() ->
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    ok = gen_tcp:close(L),
+    Port.
 
 %% @doc Makes this node distributed (for peer nodes) unless it is already;
 %% Prefix starts its name.

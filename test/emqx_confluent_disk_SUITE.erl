@@ -18,12 +18,6 @@
 all() -> [t_action_restart_replays, t_kill9_nothing_lost, t_kill9_under_load, t_torn_tail_reported,
           t_overflow_exact, t_kafka_stopped_60s].
 
-free_port() ->
-    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(L),
-    ok = gen_tcp:close(L),
-    Port.
-
 conn(Port) ->
     #{<<"type">> => <<"kafka_producer">>,
       <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
@@ -61,15 +55,11 @@ send(A, From, To) ->
 values(Recs) -> lists:sort([maps:get(<<"payload">>, R) || R <- Recs]).
 expected(Is) -> lists:sort([<<"value-", (integer_to_binary(I))/binary>> || I <- Is]).
 
-kafka_port() ->
-    [_, P] = binary:split(ec_test_util:kafka(<<"KAFKA_PLAINTEXT">>), <<":">>),
-    binary_to_integer(P).
-
 setup(Config, Name) ->
     Topic = ec_test_util:unique_topic(Name),
     ok = ec_test_util:create_topic(Topic, 3),
     Dir = filename:join(?config(priv_dir, Config), binary_to_list(Topic)),
-    {Topic, Dir, free_port()}.
+    {Topic, Dir, ec_test_util:free_port()}.
 
 %% (with headers: records read back from disk carry them)
 t_action_restart_replays(Config) ->
@@ -80,7 +70,7 @@ t_action_restart_replays(Config) ->
     ?assertMatch(#{matched := N, queuing := N, success := 0}, ?NIF:action_metrics(A)),
     ok = ?NIF:action_destroy(A), %% Kafka still unreachable: all of it stays on disk
     ?assert(length(filelib:wildcard(filename:join(Dir, "*.seg"))) > 1),
-    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, ec_test_util:kafka_port()),
     {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{}, with_headers())),
     ?assertMatch(#{'buffer.replayed' := N, 'buffer.skipped_bytes' := 0}, ?NIF:action_metrics(A2)),
     Recs = ec_test_util:consume(Topic, N),
@@ -117,7 +107,7 @@ t_kill9_nothing_lost(Config) ->
                             end),
     _ = os:cmd("kill -9 " ++ OsPid),
     catch peer:stop(Peer),
-    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, ec_test_util:kafka_port()),
     {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{})),
     ?assertMatch(#{'buffer.replayed' := N}, ?NIF:action_metrics(A2)),
     ?assertEqual(expected(lists:seq(1, N)), values(ec_test_util:consume(Topic, N))),
@@ -134,7 +124,7 @@ t_kill9_under_load(Config) ->
     {Peer, Node} = start_peer(),
     N = 2400,
     Half = N div 2,
-    Conn = conn(kafka_port()),
+    Conn = conn(ec_test_util:kafka_port()),
     Act = action(Topic, Dir, #{}),
     %% the first half, 20 records every 10 ms, while Kafka answers
     {OsPid, Delivered} =
@@ -207,7 +197,7 @@ t_torn_tail_reported(Config) ->
     {ok, _} = file:position(Fd, Size - 5),
     ok = file:truncate(Fd),
     ok = file:close(Fd),
-    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, ec_test_util:kafka_port()),
     {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, #{<<"segment_bytes">> => <<"1MB">>})),
     #{'buffer.replayed' := Replayed, 'buffer.skipped_bytes' := Skipped} = ?NIF:action_metrics(A2),
     ?assertEqual(N - 1, Replayed),
@@ -229,7 +219,7 @@ t_overflow_exact(Config) ->
     ?assertEqual(99, Dropped + Kept),
     ?assert(Dropped > 0),
     ok = ?NIF:action_destroy(A),
-    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, kafka_port()),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, ec_test_util:kafka_port()),
     {ok, A2} = ?NIF:action_new(conn(Port), action(Topic, Dir, Extra)),
     ?assertMatch(#{'buffer.replayed' := Kept}, ?NIF:action_metrics(A2)),
     %% the newest ones were kept (drop-oldest)
@@ -241,7 +231,7 @@ t_overflow_exact(Config) ->
 %% then started again: every record arrives and each is counted as success once.
 t_kafka_stopped_60s(Config) ->
     {Topic, Dir, _} = setup(Config, <<"disk-outage">>),
-    {ok, A} = ?NIF:action_new(conn(kafka_port()), action(Topic, Dir, #{})),
+    {ok, A} = ?NIF:action_new(conn(ec_test_util:kafka_port()), action(Topic, Dir, #{})),
     Sender = spawn_link(fun() -> steady_sender(A, 1) end),
     KDir = binary_to_list(ec_test_util:kafka(<<"KAFKA_DIR">>)),
     timer:sleep(3000),

@@ -215,9 +215,7 @@ t_buffer_limit_drops_oldest_exactly(_) ->
 t_buffered_until_kafka_reachable(_) ->
     Topic = ec_test_util:unique_topic(<<"sink-late">>),
     ok = ec_test_util:create_topic(Topic, 3),
-    {ok, L0} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(L0),
-    ok = gen_tcp:close(L0),
+    Port = ec_test_util:free_port(),
     Conn = #{<<"type">> => <<"kafka_producer">>,
              <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
              <<"metadata_request_timeout">> => <<"500ms">>},
@@ -227,8 +225,7 @@ t_buffered_until_kafka_reachable(_) ->
     receive {ec_action_reply, _, _} -> error(early_reply); {ec_action_reply, _, _, _, _} -> error(early_reply)
     after 1500 -> ok end,
     ?assertMatch(#{matched := 3, queuing := 3, success := 0}, ?NIF:action_metrics(A)),
-    [_, PortStr] = binary:split(ec_test_util:kafka(<<"KAFKA_PLAINTEXT">>), <<":">>),
-    Proxy = start_proxy(Port, binary_to_integer(PortStr)),
+    Proxy = start_proxy(Port, ec_test_util:kafka_port()),
     Ps = [receive {ec_action_reply, R, ok, P, _} -> P after 30000 -> error(no_reply) end || R <- Refs],
     ?assertEqual([2, 0, 0], Ps),
     ?assertMatch(#{success := 3, queuing := 0, inflight := 0}, ?NIF:action_metrics(A)),

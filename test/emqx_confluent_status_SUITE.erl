@@ -190,9 +190,7 @@ t_action_own_interval(_) ->
 t_action_installed_when_connector_connects(_) ->
     Topic = ec_test_util:unique_topic(<<"up">>),
     ok = ec_test_util:create_topic(Topic, 1),
-    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(L),
-    ok = gen_tcp:close(L), %% refused until the proxy listens there
+    Port = ec_test_util:free_port(), %% refused until the proxy listens there
     Conf = #{<<"type">> => <<"kafka_producer">>,
              <<"bootstrap_hosts">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]),
              <<"metadata_request_timeout">> => <<"300ms">>,
@@ -203,8 +201,7 @@ t_action_installed_when_connector_connects(_) ->
                                      <<"resource_opts">> => #{<<"health_check_interval">> => <<"1h">>}}),
     ?assertEqual(#{status => disconnected, status_reason => <<"Resource not operational">>},
                  ?C:action_status(C, <<"a">>)),
-    [_, KPort] = binary:split(ec_test_util:kafka(<<"KAFKA_PLAINTEXT">>), <<":">>),
-    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, binary_to_integer(KPort)),
+    Proxy = emqx_confluent_sink_SUITE:start_proxy(Port, ec_test_util:kafka_port()),
     ?assertEqual(#{status => connected}, wait_status(fun() -> ?C:action_status(C, <<"a">>) end, connected)),
     ok = ?C:stop(C),
     exit(Proxy, kill).
