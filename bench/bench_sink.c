@@ -212,10 +212,6 @@ static double median_n(double *v, int n) { /* sorts v */
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static double median5(double *v) {
-    return median_n(v, 5);
-}
-
 int main(void) {
     char *keys[1000];
     for (int i = 0; i < 1000; i++) {
@@ -256,11 +252,11 @@ int main(void) {
                                       : w == 1 ? run_raw(&c, keys, payload, NULL, 0)
                                                : run_raw(&c, keys, payload, dist_pool(&pool, pool_bytes), pool_n);
                     }
-                double act = median5(res[0]), raw = median5(res[1]), dist = median5(res[2]);
+                double act = median_n(res[0], 5), raw = median_n(res[1], 5), dist = median_n(res[2], 5);
                 if (side) { /* profiling one side: no comparison to print */
                     int w = strcmp(side, "action") == 0 ? 0 : strcmp(side, "raw") == 0 ? 1 : 2;
                     printf("%-8s %-13s %6zu %s %.0f r/s\n", where ? "real" : "mock", c.strategy, c.value_len, side,
-                           median5(res[w]));
+                           median_n(res[w], 5));
                     continue;
                 }
                 printf("%-8s %-13s %6zu %12.0f %12.0f %12.0f %6.0f%% %6.0f%%\n", where ? "real" : "mock", c.strategy,
